@@ -1,0 +1,1 @@
+"""Task sources for supervised MAML: each turns a random generator into task batches."""

@@ -1,0 +1,113 @@
+"""A plain configuration object built from flags at the edge (main.py) and passed down.
+
+It also derives what the original computed inside ``main()``: the experiment directory name,
+``test_num_updates`` and the meta-batch size used while testing.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Every setting of a supervised run, with the original flag names."""
+
+    datasource: str = "sinusoid"
+    num_classes: int = 5
+    baseline: Optional[str] = None
+    pretrain_iterations: int = 0
+    metatrain_iterations: int = 15000
+    meta_batch_size: int = 25
+    meta_lr: float = 0.001
+    update_batch_size: int = 5
+    update_lr: float = 0.001
+    num_updates: int = 1
+    norm: str = "batch_norm"
+    num_filters: int = 64
+    conv: bool = True
+    max_pool: bool = False
+    stop_grad: bool = False
+    log: bool = True
+    logdir: str = "/tmp/data"
+    resume: bool = True
+    train: bool = True
+    test_iter: int = -1
+    test_set: bool = False
+    train_update_batch_size: int = -1
+    train_update_lr: float = -1
+    # Additions of this project (not in the original).
+    seed: int = 0
+    xla: str = "auto"
+    export_dir: str = ""
+    export_num_updates: int = -1
+    omniglot_folder: str = "./data/omniglot_resized"
+    miniimagenet_folder: str = "./data/miniImagenet"
+    num_test_tasks: int = 600
+    test_batch_size: int = 50
+
+    def __post_init__(self):
+        # The original fills these in from the current values when left at -1.
+        if self.train_update_batch_size == -1:
+            self.train_update_batch_size = self.update_batch_size
+        if self.train_update_lr == -1:
+            self.train_update_lr = self.update_lr
+
+    @property
+    def classification(self) -> bool:
+        return self.datasource != "sinusoid"
+
+    @property
+    def test_num_updates(self) -> int:
+        """Steps evaluated beyond ``num_updates``: as the original's main()."""
+        if self.datasource == "sinusoid":
+            return 5 if self.train else 10
+        if self.datasource == "miniimagenet":
+            return 1 if self.train else 10
+        return 10
+
+    @property
+    def eval_num_updates(self) -> int:
+        """The original's model evaluates max(test_num_updates, num_updates) steps."""
+        return max(self.test_num_updates, self.num_updates)
+
+    @property
+    def clip_meta_gradients(self) -> Optional[float]:
+        return 10.0 if self.datasource == "miniimagenet" else None
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.logdir.rstrip('/')}/{experiment_name(self)}"
+
+    @property
+    def use_xla(self) -> bool:
+        """XLA helps fully connected nets but makes convolutions 5-50x slower on CPU."""
+        if self.xla == "auto":
+            return self.datasource == "sinusoid" or not self.conv
+        return self.xla == "on"
+
+
+def experiment_name(cfg: ExperimentConfig) -> str:
+    """The original's ``exp_string``, e.g. ``cls_5.mbs_25.ubs_10.numstep1.updatelr0.001nonorm``.
+
+    Built from the *training* K and step size (``train_update_batch_size``/``train_update_lr``)
+    so a model trained with one K can be tested with another and still be found.
+    """
+    name = (f"cls_{cfg.num_classes}.mbs_{cfg.meta_batch_size}"
+            f".ubs_{cfg.train_update_batch_size}.numstep{cfg.num_updates}"
+            f".updatelr{cfg.train_update_lr}")
+    if cfg.num_filters != 64:
+        name += f"hidden{cfg.num_filters}"
+    if cfg.max_pool:
+        name += "maxpool"
+    if cfg.stop_grad:
+        name += "stopgrad"
+    if cfg.baseline:
+        name += str(cfg.baseline)
+    if cfg.norm == "batch_norm":
+        name += "batchnorm"
+    elif cfg.norm == "layer_norm":
+        name += "layernorm"
+    elif cfg.norm == "None":
+        name += "nonorm"
+    return name

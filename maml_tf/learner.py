@@ -1,0 +1,86 @@
+"""Binds a model, an optimizer and the algorithm into traced-once ``tf.function`` steps.
+
+The gradient computations (pure functions in :mod:`maml_tf.maml`) are compiled separately
+from the optimizer update so XLA can be switched on for them alone: Keras' optimizer update
+stays in a plain ``tf.function``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from maml_tf import maml
+from maml_tf.maml import InnerLoopSpec
+
+
+def _as_tensors(batch, dtype):
+    return tuple(tf.convert_to_tensor(x, dtype=dtype) for x in batch[:4])
+
+
+class MetaLearner:
+    """Meta-training (MAML or the pretraining baseline) and evaluation of one model."""
+
+    def __init__(self, model, spec: InnerLoopSpec, meta_lr: float = 0.001,
+                 clip_value: Optional[float] = None, jit_compile: bool = False):
+        self.model = model
+        self.spec = spec
+        self.clip_value = clip_value
+        self.optimizer = keras.optimizers.Adam(learning_rate=meta_lr)
+        self.optimizer.build(model.trainable_variables)
+        self._meta_grads = tf.function(self._meta_grads_impl, jit_compile=jit_compile)
+        self._pretrain_grads = tf.function(self._pretrain_grads_impl, jit_compile=jit_compile)
+        self._meta_step = tf.function(self._meta_step_impl)
+        self._pretrain_step = tf.function(self._pretrain_step_impl)
+        self._evaluate = {}
+        self._jit_compile = jit_compile
+
+    # -- traced bodies ----------------------------------------------------------------------
+    def _meta_grads_impl(self, inputa, labela, inputb, labelb):
+        return maml.meta_gradients(self.model, (inputa, labela, inputb, labelb), self.spec,
+                                   self.clip_value)
+
+    def _pretrain_grads_impl(self, inputa, labela):
+        grads, metrics = maml.pretrain_gradients(self.model, (inputa, labela), self.spec)
+        if self.clip_value is not None:
+            grads = [tf.clip_by_value(g, -self.clip_value, self.clip_value) for g in grads]
+        return grads, metrics
+
+    def _meta_step_impl(self, inputa, labela, inputb, labelb):
+        grads, metrics = self._meta_grads(inputa, labela, inputb, labelb)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return metrics
+
+    def _pretrain_step_impl(self, inputa, labela):
+        grads, metrics = self._pretrain_grads(inputa, labela)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return metrics
+
+    # -- public API -------------------------------------------------------------------------
+    def meta_train_step(self, batch) -> dict:
+        """One Adam step on the query loss after ``num_updates`` inner steps."""
+        return self._meta_step(*_as_tensors(batch, self.model.dtype))
+
+    def pretrain_step(self, batch) -> dict:
+        """One Adam step on the support loss (the 'pretrained on all tasks' baseline)."""
+        inputa, labela = _as_tensors(batch, self.model.dtype)[:2]
+        return self._pretrain_step(inputa, labela)
+
+    def evaluate(self, batch, num_steps: int) -> dict:
+        """Per-task values before and after each of ``num_steps`` steps, as numpy arrays."""
+        if num_steps not in self._evaluate:
+            def body(inputa, labela, inputb, labelb, steps=num_steps):
+                return maml.evaluate_adaptation(
+                    self.model, (inputa, labela, inputb, labelb), self.spec, steps)
+            self._evaluate[num_steps] = tf.function(body, jit_compile=self._jit_compile)
+        result = self._evaluate[num_steps](*_as_tensors(batch, self.model.dtype))
+        return {k: v.numpy() for k, v in result.items()}
+
+    def tracing_counts(self) -> dict:
+        """How often each step was traced (a retrace per call would be a bug)."""
+        counts = {"meta_step": self._meta_step.experimental_get_tracing_count(),
+                  "pretrain_step": self._pretrain_step.experimental_get_tracing_count()}
+        for steps, fn in self._evaluate.items():
+            counts[f"evaluate_{steps}"] = fn.experimental_get_tracing_count()
+        return counts

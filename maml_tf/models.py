@@ -1,0 +1,227 @@
+"""Keras models that own MAML's weights and expose a functional, task-batched forward pass.
+
+Model-agnostic means: a new architecture plugs in by creating its weights (adapted ones in
+``self.adapted``, meta-learned-only ones such as normalisation offsets in ``self.shared``) and
+writing ``functional_forward(params, inputs, shared)``. Nothing else in the engine knows the
+architecture.
+
+Why task-batched: a meta-batch of T tasks is processed in one computation. Every adapted
+weight carries a leading task dimension (the meta-parameters tiled T times, then each task's
+fast weights), dense layers are batched matmuls and convolutions are grouped convolutions with
+the task dimension folded into the channels. Because tasks never interact, the gradient of the
+*sum* of the task losses with respect to the tiled weights is exactly the per-task gradient,
+so one tape gives every task's inner step at once. This was measured at 1.4-2x faster than a
+per-task loop and traces in seconds instead of minutes (see docs/RESULTS.md).
+
+Weight names and initialisers follow the original: ``w1..`` / ``b1..`` for fully connected
+nets (truncated normal, std 0.01; zero biases), ``conv1..conv4`` / ``b1..b4`` (Glorot uniform)
+and ``w5`` / ``b5`` for the conv head (standard normal for the pooled Omniglot head, Glorot
+for the flattened MiniImagenet head).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from maml_tf import norm as norm_lib
+
+
+class MetaModel(keras.Model):
+    """Base class: weight bookkeeping shared by every architecture.
+
+    ``inputs`` of ``functional_forward`` are [tasks, examples, dim_input] (flattened, as the
+    original fed them); outputs are [tasks, examples, dim_output].
+    """
+
+    def __init__(self, dim_input: int, dim_output: int, norm: str, dtype="float32",
+                 activation=tf.nn.relu, **kwargs):
+        super().__init__(dtype=dtype, **kwargs)
+        # ReLU as the original; gradient checks swap in tanh (finite differences and ReLU
+        # kinks do not mix).
+        self.activation = activation
+        if norm not in norm_lib.NORMS:
+            raise ValueError(f"unknown norm {norm!r}; expected one of {norm_lib.NORMS}")
+        self.dim_input = dim_input
+        self.dim_output = dim_output
+        self.norm = norm
+        self.adapted: dict[str, keras.Variable] = {}
+        self.shared: dict[str, keras.Variable] = {}
+
+    # -- weight creation -------------------------------------------------------------------
+    def _adapted_weight(self, name, shape, initializer):
+        self.adapted[name] = self.add_weight(
+            name=name, shape=shape, initializer=initializer, dtype=self.dtype)
+
+    def _norm_weights(self, scope: str, channels: int):
+        """Offset (batch and layer norm) and scale (layer norm only), as contrib's layers."""
+        if self.norm in ("batch_norm", "layer_norm"):
+            self.shared[f"{scope}_offset"] = self.add_weight(
+                name=f"{scope}_offset", shape=(channels,), initializer="zeros", dtype=self.dtype)
+        if self.norm == "layer_norm":
+            self.shared[f"{scope}_scale"] = self.add_weight(
+                name=f"{scope}_scale", shape=(channels,), initializer="ones", dtype=self.dtype)
+
+    # -- functional interface ----------------------------------------------------------------
+    def meta_parameters(self) -> dict:
+        """The adapted weights as tensors (``variable.value``) the outer tape can see."""
+        return {name: var.value for name, var in self.adapted.items()}
+
+    def shared_parameters(self) -> dict:
+        return {name: var.value for name, var in self.shared.items()}
+
+    def tiled_parameters(self, num_tasks) -> dict:
+        """Meta-parameters repeated along a new leading task axis (one copy per task)."""
+        return {name: tf.repeat(value[None], num_tasks, axis=0)
+                for name, value in self.meta_parameters().items()}
+
+    def functional_forward(self, params: dict, inputs, shared: Optional[dict] = None):
+        raise NotImplementedError
+
+    def call(self, inputs):
+        """Single-task forward with the model's own weights: [examples, dim_input]."""
+        params = {name: value[None] for name, value in self.meta_parameters().items()}
+        return self.functional_forward(params, inputs[None])[0]
+
+    def _shared(self, shared):
+        return self.shared_parameters() if shared is None else shared
+
+
+def _dense(x, w, b):
+    """Task-batched dense layer: x [T, N, i], w [T, i, o], b [T, o]."""
+    return tf.matmul(x, w) + b[:, None, :]
+
+
+class FullyConnectedNet(MetaModel):
+    """The original's ``construct_fc_weights`` / ``forward_fc``.
+
+    Sinusoid: 1-40-40-1. Omniglot without convolutions: 784-256-128-64-64-N. Every hidden layer
+    is normalised (if ``norm`` asks for it) and passed through ReLU; the output is linear.
+    """
+
+    def __init__(self, dim_input, dim_output, dim_hidden: Sequence[int] = (40, 40),
+                 norm="None", dtype="float32", activation=tf.nn.relu, **kwargs):
+        super().__init__(dim_input, dim_output, norm, dtype=dtype, activation=activation,
+                         **kwargs)
+        self.dim_hidden = tuple(dim_hidden)
+        sizes = (dim_input,) + self.dim_hidden + (dim_output,)
+        init = keras.initializers.TruncatedNormal(stddev=0.01)
+        for i in range(len(sizes) - 1):
+            self._adapted_weight(f"w{i + 1}", (sizes[i], sizes[i + 1]), init)
+            self._adapted_weight(f"b{i + 1}", (sizes[i + 1],), "zeros")
+        for i, width in enumerate(self.dim_hidden):
+            self._norm_weights(f"norm{i + 1}", width)
+        self.built = True
+
+    def functional_forward(self, params, inputs, shared=None):
+        shared = self._shared(shared)
+        hidden = inputs
+        for i in range(len(self.dim_hidden)):
+            hidden = _dense(hidden, params[f"w{i + 1}"], params[f"b{i + 1}"])
+            hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i + 1}",
+                                        self.activation)
+        last = len(self.dim_hidden) + 1
+        return _dense(hidden, params[f"w{last}"], params[f"b{last}"])
+
+
+def grouped_conv2d(x, kernels, strides: int):
+    """Task-batched 'SAME' convolution as one grouped convolution.
+
+    x [T, B, H, W, C], kernels [T, 3, 3, C, F] -> [T, B, H', W', F]. The task axis is folded
+    into the channel axis (T*C input channels, T groups), which TensorFlow's CPU kernels run
+    as one op and differentiate twice.
+    """
+    num_tasks = tf.shape(x)[0]
+    batch, height, width, channels = (tf.shape(x)[1], x.shape[2], x.shape[3], x.shape[4])
+    filters = kernels.shape[-1]
+    folded = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]),
+                        [batch, height, width, num_tasks * channels])
+    folded_kernel = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]),
+                               [3, 3, channels, num_tasks * filters])
+    out = tf.nn.conv2d(folded, folded_kernel, strides=strides, padding="SAME")
+    out_h, out_w = out.shape[1], out.shape[2]
+    out = tf.reshape(out, [batch, out_h, out_w, num_tasks, filters])
+    return tf.transpose(out, [3, 0, 1, 2, 4])
+
+
+def per_task_conv2d(x, kernels, strides: int):
+    """The same convolution as :func:`grouped_conv2d`, one ordinary conv per task.
+
+    Slower, but TensorFlow's CPU kernels differentiate grouped convolutions only through
+    oneDNN, which has no float64: the float64 gradient checks (and a user who disables
+    oneDNN) take this path. Tests check that both paths agree.
+    """
+    if x.shape[0] is not None:
+        return tf.stack([tf.nn.conv2d(x[t], kernels[t], strides=strides, padding="SAME")
+                         for t in range(x.shape[0])])
+    return tf.map_fn(lambda xk: tf.nn.conv2d(xk[0], xk[1], strides=strides, padding="SAME"),
+                     (x, kernels), fn_output_signature=x.dtype)
+
+
+def max_pool_2x2(x):
+    """2x2 'VALID' max-pool, stride 2, on [T, B, H, W, C] activations."""
+    num_tasks, batch = tf.shape(x)[0], tf.shape(x)[1]
+    flat = tf.reshape(x, tf.concat([[num_tasks * batch], tf.shape(x)[2:]], axis=0))
+    pooled = tf.nn.max_pool2d(flat, ksize=2, strides=2, padding="VALID")
+    return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
+
+
+class ConvNet(MetaModel):
+    """The original's ``construct_conv_weights`` / ``forward_conv``.
+
+    Four blocks of 3x3 'SAME' convolution + bias, norm, ReLU. Without ``max_pool`` the
+    convolutions are strided 2x2 (Omniglot); with it they have stride 1 and are followed by a
+    2x2 'VALID' max-pool (MiniImagenet). The head averages over space (Omniglot) or, with
+    ``flatten_head`` (the original's ``datasource == 'miniimagenet'``), flattens; then one
+    dense layer.
+    """
+
+    def __init__(self, dim_output, img_size: int = 28, channels: int = 1,
+                 num_filters: int = 64, max_pool=False, flatten_head=False, norm="batch_norm",
+                 dtype="float32", activation=tf.nn.relu, conv_impl: str = "auto", **kwargs):
+        super().__init__(img_size * img_size * channels, dim_output, norm, dtype=dtype,
+                         activation=activation, **kwargs)
+        self.img_size, self.channels = img_size, channels
+        self.num_filters, self.max_pool = num_filters, max_pool
+        self.flatten_head = flatten_head
+        if conv_impl == "auto":
+            conv_impl = "per_task" if self.dtype == "float64" else "grouped"
+        if conv_impl not in ("grouped", "per_task"):
+            raise ValueError(f"conv_impl must be 'grouped' or 'per_task', got {conv_impl!r}")
+        self._conv = grouped_conv2d if conv_impl == "grouped" else per_task_conv2d
+        glorot = keras.initializers.GlorotUniform()
+        in_channels = channels
+        for i in range(1, 5):
+            self._adapted_weight(f"conv{i}", (3, 3, in_channels, num_filters), glorot)
+            self._adapted_weight(f"b{i}", (num_filters,), "zeros")
+            self._norm_weights(f"norm{i}", num_filters)
+            in_channels = num_filters
+        if self.flatten_head:
+            spatial = img_size
+            for _ in range(4):
+                spatial = spatial // 2 if max_pool else -(-spatial // 2)
+            self._adapted_weight("w5", (num_filters * spatial * spatial, dim_output), glorot)
+        else:
+            self._adapted_weight("w5", (num_filters, dim_output),
+                                 keras.initializers.RandomNormal(stddev=1.0))
+        self._adapted_weight("b5", (dim_output,), "zeros")
+        self.built = True
+
+    def functional_forward(self, params, inputs, shared=None):
+        shared = self._shared(shared)
+        num_tasks, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        hidden = tf.reshape(inputs, tf.stack(
+            [num_tasks, batch, self.img_size, self.img_size, self.channels]))
+        stride = 1 if self.max_pool else 2
+        for i in range(1, 5):
+            hidden = self._conv(hidden, params[f"conv{i}"], stride)
+            hidden = hidden + params[f"b{i}"][:, None, None, None, :]
+            hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i}", self.activation)
+            if self.max_pool:
+                hidden = max_pool_2x2(hidden)
+        if self.flatten_head:
+            features = tf.reshape(hidden, tf.stack([num_tasks, batch, -1]))
+        else:
+            features = tf.reduce_mean(hidden, axis=[2, 3])
+        return _dense(features, params["w5"], params["b5"])

@@ -1,0 +1,59 @@
+"""Normalisation as the original code applies it, written for task-batched activations.
+
+Activations carry a leading task dimension: [tasks, batch, features] or
+[tasks, batch, height, width, channels]. Statistics are always per task, matching the original
+which ran every task's forward pass separately.
+
+Batch norm follows ``tf.contrib.layers.batch_norm`` in training mode with ``scale=False``: the
+*current batch's* statistics are used at training and at test time, epsilon 1e-3, and only a
+learned offset (beta). Layer norm follows ``tf.contrib.layers.layer_norm``: statistics over all
+non-batch axes of each example, epsilon 1e-12, learned offset and scale per channel.
+
+Moments are computed exactly (``mean(square(x - mean))``). ``tf.nn.moments`` and Keras'
+BatchNormalization stop the gradient through the mean inside the variance; that leaves
+first-order gradients exact but makes the second-order MAML meta-gradient wrong.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+NORMS = ("batch_norm", "layer_norm", "None")
+BATCH_NORM_EPSILON = 1e-3
+LAYER_NORM_EPSILON = 1e-12
+
+
+def exact_moments(x: tf.Tensor, axes: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean and (biased) variance with gradients through both terms of the variance."""
+    mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+    variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
+    return mean, variance
+
+
+def batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    """Per-task batch statistics over every axis but the task and channel axes."""
+    axes = list(range(1, x.shape.rank - 1))
+    mean, variance = exact_moments(x, axes)
+    return (x - mean) * tf.math.rsqrt(variance + BATCH_NORM_EPSILON) + offset
+
+
+def layer_norm(x: tf.Tensor, offset: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Per-example statistics over every axis after the task and batch axes."""
+    axes = list(range(2, x.shape.rank))
+    mean, variance = exact_moments(x, axes)
+    return (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * scale + offset
+
+
+def normalize(x: tf.Tensor, norm: str, shared: dict, scope: str, activation=tf.nn.relu):
+    """The original's ``normalize(inp, activation, reuse, scope)``.
+
+    ``shared`` holds the normalisation parameters (``{scope}_offset``, ``{scope}_scale``). They
+    are meta-learned but never adapted in the inner loop, as in the original, where they lived
+    outside the weight dictionary.
+    """
+    if norm == "batch_norm":
+        x = batch_norm(x, shared[f"{scope}_offset"])
+    elif norm == "layer_norm":
+        x = layer_norm(x, shared[f"{scope}_offset"], shared[f"{scope}_scale"])
+    elif norm != "None":
+        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    return activation(x) if activation is not None else x

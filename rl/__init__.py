@@ -1,0 +1,1 @@
+"""Reinforcement-learning MAML (MAML-TRPO), section 5.3 of the paper."""
