@@ -1,0 +1,42 @@
+"""Supervised MAML (sinusoid, Omniglot, MiniImagenet): the original main.py's command line.
+
+Usage (the original's usage lines; see run.sh for all of them):
+    10-shot sinusoid:
+        python main.py --datasource=sinusoid --logdir=logs/sine/ --metatrain_iterations=70000 \
+            --norm=None --update_batch_size=10 --update_lr=0.01
+    10-shot sinusoid baselines:
+        python main.py --datasource=sinusoid --logdir=logs/sine_oracle/ \
+            --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None \
+            --update_batch_size=10 --baseline=oracle
+    To evaluate, add --train=False (and --test_set=True for the classification test split).
+
+This file only reads flags; the work is done by maml_tf.experiment.run.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+
+from flags import supervised as supervised_flags  # noqa: E402  (defines the flags)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
+    cfg = supervised_flags.config_from_flags()
+    from data_generators.base import DataError
+    from maml_tf.checkpoint import CheckpointError
+    from maml_tf.experiment import run
+    try:
+        run(cfg)
+    except (DataError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,71 @@
+"""Test mode of the original (``--train=False``): 600 tasks, means, stds, 95% CIs, CSV + pkl.
+
+Column 0 (``update0``) is the value on the support set before adaptation; column j the value
+on the query set after j inner steps. Values are accuracies for classification and mean
+squared errors for regression. Tasks are evaluated in chunks for speed (``batch_size``); this
+does not change any number because tasks never interact (batch norm statistics are per task).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+from typing import Callable
+
+import numpy as np
+
+
+def summarize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, standard deviations and 95% confidence intervals (1.96 std / sqrt(n))."""
+    means = np.mean(values, axis=0)
+    stds = np.std(values, axis=0)
+    ci95 = 1.96 * stds / np.sqrt(values.shape[0])
+    return means, stds, ci95
+
+
+def result_basename(update_batch_size: int, update_lr: float) -> str:
+    """The original's ``test_ubs{K}_stepsize{alpha}``."""
+    return f"test_ubs{update_batch_size}_stepsize{update_lr}"
+
+
+def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_steps: int,
+                   classification: bool, batch_size: int = 50) -> np.ndarray:
+    """Per-task values [num_tasks, num_steps + 1] for ``num_tasks`` tasks from ``sample(n)``."""
+    key = "accuracies" if classification else "losses"
+    rows = []
+    remaining = num_tasks
+    while remaining > 0:
+        n = min(batch_size, remaining)
+        rows.append(learner.evaluate(sample(n), num_steps)[key])
+        remaining -= n
+    return np.concatenate(rows, axis=0)
+
+
+def write_results(values: np.ndarray, directory: str, update_batch_size: int,
+                  update_lr: float, log=print) -> tuple[str, str]:
+    """Prints and writes the CSV (header, means, stds, ci95) and the raw per-task pickle."""
+    means, stds, ci95 = summarize(values)
+    log("Mean validation accuracy/loss, stddev, and confidence intervals")
+    log(str((means, stds, ci95)))
+    base = os.path.join(directory, result_basename(update_batch_size, update_lr))
+    os.makedirs(directory, exist_ok=True)
+    with open(base + ".pkl", "wb") as f:
+        pickle.dump({"mses": values}, f)  # the original's key, also for accuracies
+    with open(base + ".csv", "w", newline="") as f:
+        writer = csv.writer(f, delimiter=",")
+        writer.writerow([f"update{i}" for i in range(len(means))])
+        writer.writerow(means)
+        writer.writerow(stds)
+        writer.writerow(ci95)
+    return base + ".csv", base + ".pkl"
+
+
+def read_results(csv_path: str) -> dict:
+    """Reads a test CSV back: {'means': [...], 'stds': [...], 'ci95': [...]}."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) != 4:
+        raise ValueError(f"{csv_path}: expected 4 rows (header, means, stds, ci95), "
+                         f"found {len(rows)}")
+    return {name: [float(v) for v in row]
+            for name, row in zip(("means", "stds", "ci95"), rows[1:])}
