@@ -23,8 +23,10 @@ class _ExportedMetaLearner(tf.Module):
                         for n, v in model.adapted.items()}
         self.shared = {n: tf.Variable(v.value, trainable=False, name=n)
                        for n, v in model.shared.items()}
-        self.update_lr = tf.constant(spec.update_lr, model.dtype)
-        self.num_steps = tf.constant(num_steps, tf.int32)
+        # Recorded for users of the SavedModel (variables, so they are saved); the traced
+        # graph itself uses the Python values.
+        self.update_lr = tf.Variable(spec.update_lr, dtype=model.dtype, trainable=False)
+        self.num_steps = tf.Variable(num_steps, dtype=tf.int32, trainable=False)
         forward = model.functional_forward
         dtype = model.dtype
 
