@@ -1,0 +1,129 @@
+"""Flags of ``python -m rl.main`` (MAML-TRPO, section 5.3).
+
+Names follow cbfinn/maml_rl where it had them (fast_lr, meta_batch_size, fast_batch_size,
+max_path_length, num_grad_updates, n_itr, use_maml, step_size, discount, gae_lambda).
+Defaults that depend on the task (left unset here) come from ``task_defaults``: the point
+robot uses the released script's fast_lr 0.5 and the paper's meta-batch 20, locomotion fast_lr
+0.1 and meta-batch 40. Validators run before anything is built, so a bad value is one clear
+message. Only rl/main.py imports this module.
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from rl.envs.registry import ALIASES, ENV_SPECS, UnknownEnvError, get_spec
+
+FLAGS = flags.FLAGS
+
+# ---- task ------------------------------------------------------------------------------
+flags.DEFINE_string("env_name", "point",
+                    f"task distribution: one of {sorted(ENV_SPECS)} (or the maml_rl class "
+                    f"names {sorted(ALIASES)})")
+flags.DEFINE_alias("task", "env_name")
+flags.DEFINE_boolean("oracle", False, "oracle baseline: the task (goal) is appended to the "
+                                      "observation")
+# ---- maml_rl's hyperparameters ---------------------------------------------------------
+flags.DEFINE_float("fast_lr", None, "inner (and test) step size alpha; default 0.5 for the "
+                                    "point robot (released script), 0.1 for locomotion")
+flags.DEFINE_integer("meta_batch_size", None, "tasks per meta-iteration; default 20 (point), "
+                                              "40 (locomotion)")
+flags.DEFINE_integer("fast_batch_size", None, "trajectories per task per step; default 20 "
+                                              "(40 for ant_dir)")
+flags.DEFINE_integer("max_path_length", None, "horizon; default 100 (point), 200 (locomotion)")
+flags.DEFINE_integer("num_grad_updates", 1, "inner policy-gradient steps during meta-training")
+flags.DEFINE_integer("n_itr", 100, "meta-iterations (the paper ran up to 500)")
+flags.DEFINE_boolean("use_maml", True, "False: the pretrained baseline (TRPO on all tasks, "
+                                       "no inner step)")
+flags.DEFINE_float("step_size", 0.01, "TRPO's bound on the mean KL divergence")
+flags.DEFINE_float("discount", 0.99, "discount factor")
+flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minus baseline)")
+# ---- TRPO details ----------------------------------------------------------------------
+flags.DEFINE_enum("hvp", "fd", ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
+                  "symmetric finite differences (the original), 'exact' double backprop")
+flags.DEFINE_integer("cg_iters", 10, "conjugate-gradient iterations")
+flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hessian")
+flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")
+flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is rejected")
+# ---- policy ----------------------------------------------------------------------------
+flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths (ReLU)")
+flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
+flags.DEFINE_enum("dtype", "float64", ["float64", "float32"],
+                  "policy precision. float64 by default: in float32 the finite-difference "
+                  "HVP's eps (~1e-9) is below the parameters' resolution (see docs/RL.md)")
+# ---- run -------------------------------------------------------------------------------
+flags.DEFINE_enum("mode", "train", ["train", "test", "train_and_test"],
+                  "train, run the test protocol, or both")
+flags.DEFINE_integer("seed", 1, "random seed (tasks, rollouts, initialisation)")
+flags.DEFINE_string("logdir", "logs/rl/point", "checkpoints, TensorBoard summaries, progress.csv")
+flags.DEFINE_boolean("resume", False, "continue from the latest checkpoint in --logdir")
+flags.DEFINE_integer("checkpoint_every", 1, "save a checkpoint every this many iterations")
+flags.DEFINE_integer("num_workers", None, "sampler worker processes for MuJoCo tasks (0: in "
+                                          "process); default 2 for MuJoCo, 0 for the point")
+# ---- test protocol ---------------------------------------------------------------------
+flags.DEFINE_string("test_checkpoint", "best", "'best', 'latest' or an iteration number")
+flags.DEFINE_enum("test_init", "checkpoint", ["checkpoint", "random"],
+                  "start the test from a checkpoint or from a random initialisation "
+                  "(the random baseline; uses --seed)")
+flags.DEFINE_integer("test_num_tasks", 40, "test tasks")
+flags.DEFINE_integer("test_num_episodes", 40, "trajectories per task and step at test time")
+flags.DEFINE_integer("test_num_steps", 3, "policy-gradient steps at test time")
+flags.DEFINE_integer("test_goal_seed", 1, "numpy seed of the test goals")
+flags.DEFINE_string("test_results", None, "output pickle (a CSV is written beside it); "
+                                          "default <logdir>/test_<method>.pkl")
+flags.DEFINE_string("method_name", None, "label in the results: default maml, pretrained, "
+                                         "oracle or random from the other flags")
+
+
+def _valid_env(name):
+    try:
+        get_spec(name)
+    except UnknownEnvError as error:
+        raise flags.ValidationError(str(error))
+    return True
+
+
+flags.register_validator("env_name", _valid_env)
+for _name in ("meta_batch_size", "fast_batch_size", "max_path_length"):
+    flags.register_validator(_name, lambda v: v is None or v >= 1,
+                             message=f"--{_name} must be a positive integer")
+for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every",
+              "test_num_tasks", "test_num_episodes"):
+    flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
+for _name in ("num_grad_updates", "test_num_steps"):
+    flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
+flags.register_validator("num_workers", lambda v: v is None or v >= 0,
+                         message="--num_workers must be >= 0")
+flags.register_validator("fast_lr", lambda v: v is None or v > 0, message="--fast_lr must be > 0")
+flags.register_validator("step_size", lambda v: v > 0, message="--step_size must be > 0")
+flags.register_validator("discount", lambda v: 0 < v <= 1, message="--discount must be in (0, 1]")
+flags.register_validator("gae_lambda", lambda v: 0 <= v <= 1,
+                         message="--gae_lambda must be in [0, 1]")
+flags.register_validator("cg_damping", lambda v: v >= 0, message="--cg_damping must be >= 0")
+flags.register_validator("backtrack_ratio", lambda v: 0 < v < 1,
+                         message="--backtrack_ratio must be in (0, 1)")
+flags.register_validator("init_std", lambda v: v > 0, message="--init_std must be > 0")
+flags.register_validator(
+    "hidden_sizes", lambda v: len(v) >= 1 and all(s.isdigit() and int(s) > 0 for s in v),
+    message="--hidden_sizes must be a comma-separated list of positive integers, e.g. 100,100")
+flags.register_validator(
+    "test_checkpoint", lambda v: v in ("best", "latest") or (v.isdigit()),
+    message="--test_checkpoint must be 'best', 'latest' or a non-negative iteration number")
+
+
+def task_defaults(env_name: str) -> dict:
+    """The paper's / released scripts' per-task settings used when a flag is left unset."""
+    spec = get_spec(env_name)
+    point = spec.name == "point"
+    return {
+        "fast_lr": 0.5 if point else 0.1,
+        "meta_batch_size": 20 if point else 40,
+        "fast_batch_size": 40 if spec.name == "ant_dir" else 20,
+        "max_path_length": spec.horizon,
+        "num_workers": 2 if spec.mujoco else 0,
+    }
+
+
+def resolved(name: str):
+    """A flag's value, or its task default when unset."""
+    value = getattr(FLAGS, name)
+    return task_defaults(FLAGS.env_name)[name] if value is None else value
