@@ -20,7 +20,7 @@ OMNIGLOT="${OMNIGLOT:-./data/omniglot_resized}"
 MINI="${MINI:-./data/miniImagenet}"
 
 name="${1:-list}"; shift || true
-main() { exec "$PY" main.py "$@"; }
+main() { "$PY" main.py "$@"; }
 # Test-mode K for the *_test entries: first extra argument if it is a number.
 k_or() { if [[ "${1:-}" =~ ^[0-9]+$ ]]; then echo "$1"; else echo "$2"; fi; }
 
@@ -40,6 +40,10 @@ TEST="--train=False --test_set=True"
 case "$name" in
   list) sed -n 's/^  \([a-z0-9_.]*\))  *#\(.*\)$/\1\t\2/p' "$0" | column -t -s $'\t' ;;
   # --- sinusoid ---------------------------------------------------------------------------
+  sinusoid_experiment)  # the main job: train 10-shot sinusoid MAML, test K=5,10,20, compare
+    "$0" sinusoid "$@"
+    for k in 5 10 20; do "$0" sinusoid_test "$k"; done
+    "$PY" -m maml_tf.compare --logroot="$LOGROOT" ;;
   sinusoid)  # 10-shot sinusoid MAML, alpha 0.01 (paper)
     main $SINE_MAML --logdir="$LOGROOT/sine/" "$@" ;;
   sinusoid_test)  # test it with K = $1 (5, 10 or 20; default 10)

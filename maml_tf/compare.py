@@ -1,0 +1,171 @@
+"""Our test results beside the paper's numbers, and plots of the paper's sinusoid figures.
+
+    .venv/bin/python -m maml_tf.compare --logroot=logs [--plot_dir=docs/figures]
+
+Reads the test CSVs that ``run.sh`` test entries write (``<logroot>/<run>/<experiment>/
+test_ubs{K}_stepsize{alpha}.csv``) and ``docs/paper_numbers.json``. Prints markdown tables;
+missing results are shown as ``-`` (a run not yet done), never invented.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+from typing import Optional
+
+from maml_tf.evaluation import read_results
+
+DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
+                                     "paper_numbers.json")
+# run.sh log folders of the sinusoid runs, and how the tables name them.
+SINUSOID_RUNS = {
+    "sine": "MAML (alpha 0.01, paper)",
+    "sine_lr0.001": "MAML (alpha 0.001, original code)",
+    "sine_pretrained": "pretrained, fine-tuned",
+    "sine_oracle": "oracle",
+}
+
+
+def load_paper_numbers(path: str = DEFAULT_PAPER_NUMBERS) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def find_test_results(run_dir: str, update_batch_size: int) -> dict[float, dict]:
+    """{step size: results} for every ``test_ubs{K}_stepsize*.csv`` below ``run_dir``."""
+    found = {}
+    for path in glob.glob(os.path.join(run_dir, "*", f"test_ubs{update_batch_size}_stepsize*.csv")):
+        match = re.search(r"_stepsize([0-9.e-]+)\.csv$", path)
+        if match:
+            found[float(match.group(1))] = dict(read_results(path), path=path)
+    return found
+
+
+def _fmt(value: Optional[float], digits=2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
+    if results is None or step >= len(results[key]):
+        return None
+    return results[key][step]
+
+
+DIVERGED_MSE = 100.0
+
+
+def diverged_tasks(results: dict) -> str:
+    """'n / N (median m)' from the raw per-task values next to the CSV."""
+    import pickle
+
+    import numpy as np
+
+    pkl = results["path"][:-4] + ".pkl"
+    if not os.path.exists(pkl):
+        return "-"
+    with open(pkl, "rb") as f:
+        values = np.asarray(pickle.load(f)["mses"])
+    last = values[:, -1]
+    bad = int(np.sum(~np.isfinite(last) | (last > DIVERGED_MSE)))
+    median = np.median(np.where(np.isnan(last), np.inf, last))  # NaN counts as diverged
+    return f"{bad} / {len(last)} (median {median:.2f})"
+
+
+def _trained_step_size(run: str) -> Optional[float]:
+    return {"sine": 0.01, "sine_lr0.001": 0.001, "sine_pretrained": 0.01,
+            "sine_oracle": 0.01}.get(run)
+
+
+def sinusoid_tables(logroot: str, paper: dict) -> str:
+    """Table 2 (5-shot MSE after 1/5/10 steps) and the K = 5/10/20 curves, ours vs paper."""
+    table2 = paper["sinusoid"]["table2_5shot_mse_by_grad_steps"]
+    paper_rows = {"sine": table2["maml"], "sine_lr0.001": table2["maml"],
+                  "sine_pretrained": table2["pretrain_on_all_tasks"]}
+    lines = ["### Sinusoid, 5-shot MSE (paper Table 2): ours (paper)", "",
+             "| method | test step size | 1 step | 5 steps | 10 steps | 95% CI after 10 | "
+             "diverged tasks* |",
+             "|---|---|---|---|---|---|---|"]
+    for run, label in SINUSOID_RUNS.items():
+        found = find_test_results(os.path.join(logroot, run), 5)
+        if not found:
+            lines.append(f"| {label} | - | - | - | - | - | - |")
+            continue
+        for step_size in sorted(found):
+            res = found[step_size]
+            ref = paper_rows.get(run, [None] * 3)
+            cells = [f"{_fmt(_at(res, s))} ({_fmt(r)})" if r is not None else _fmt(_at(res, s))
+                     for s, r in zip((1, 5, 10), ref)]
+            lines.append(f"| {label} | {step_size} | " + " | ".join(cells)
+                         + f" | {_fmt(_at(res, 10, 'ci95'), 3)} | {diverged_tasks(res)} |")
+    lines += ["", f"*tasks (of the test set) whose MSE after 10 steps is above "
+              f"{DIVERGED_MSE} or not finite; the median MSE after 10 steps is given with it."]
+    fig3 = paper["sinusoid"]["figure3_10shot_mse_approx"]
+    lines += ["", "### Sinusoid MSE against gradient steps (paper Figures 3 and 6)", "",
+              "Paper, 10-shot, read off Figure 3 (approximate): MAML "
+              f"{fig3['maml_step0']} before, {fig3['maml_step1']} after 1 step, "
+              f"{fig3['maml_step9']} after 9; pretrained {fig3['pretrained_step9']} after 9; "
+              f"oracle {fig3['oracle']}.", "",
+              "| method | K | step size | 0 | 1 | 2 | 5 | 10 |", "|---|---|---|---|---|---|---|---|"]
+    for run, label in SINUSOID_RUNS.items():
+        for k in (5, 10, 20):
+            res = find_test_results(os.path.join(logroot, run), k).get(_trained_step_size(run))
+            if res is None:
+                continue
+            lines.append(f"| {label} | {k} | {_trained_step_size(run)} | "
+                         + " | ".join(_fmt(_at(res, s)) for s in (0, 1, 2, 5, 10)) + " |")
+    return "\n".join(lines)
+
+
+def plot_sinusoid_curves(logroot: str, plot_dir: str) -> list[str]:
+    """Figure 6 style: MSE against gradient steps for K = 5, 10, 20 (with 95% CIs)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, k in zip(axes, (5, 10, 20)):
+        for run, label in SINUSOID_RUNS.items():
+            res = find_test_results(os.path.join(logroot, run), k).get(_trained_step_size(run))
+            if res is None:
+                continue
+            steps = list(range(len(res["means"])))
+            if run == "sine_oracle":
+                ax.axhline(res["means"][0], ls="--", color="k", label=label)
+                continue
+            ax.errorbar(steps, res["means"], yerr=res["ci95"], marker="o", ms=3, capsize=2,
+                        label=label)
+        ax.set_title(f"k-shot regression, k={k}")
+        ax.set_xlabel("number of gradient steps")
+        ax.set_ylabel("mean squared error")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(plot_dir, exist_ok=True)
+    path = os.path.join(plot_dir, "sinusoid_mse_vs_steps.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Our results beside the paper's.")
+    parser.add_argument("--logroot", default="logs", help="root of the run.sh log folders")
+    parser.add_argument("--paper_numbers", default=DEFAULT_PAPER_NUMBERS,
+                        help="the paper's numbers (JSON)")
+    parser.add_argument("--plot_dir", default="", help="if set, write figures (PNG) here")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.logroot):
+        parser.error(f"--logroot={args.logroot!r} is not a folder")
+    paper = load_paper_numbers(args.paper_numbers)
+    print(sinusoid_tables(args.logroot, paper))
+    if args.plot_dir:
+        for path in plot_sinusoid_curves(args.logroot, args.plot_dir):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
