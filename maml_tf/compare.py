@@ -123,6 +123,74 @@ def sinusoid_tables(logroot: str, paper: dict) -> str:
     return "\n".join(lines)
 
 
+def _classification_runs():
+    """(label, run.sh log folder, config, paper key) for every Table 1 line in run.sh."""
+    from maml_tf.config import ExperimentConfig
+
+    omni = dict(datasource="omniglot", metatrain_iterations=60000, num_updates=1)
+    mini = dict(datasource="miniimagenet", meta_batch_size=4, update_lr=0.01, num_updates=5,
+                num_filters=32, max_pool=True)
+    runs = []
+    for k in (1, 5):
+        runs.append((f"Omniglot 5-way {k}-shot", "omniglot5way", ExperimentConfig(
+            **omni, meta_batch_size=32, update_batch_size=k, update_lr=0.4),
+            ("omniglot", "maml_conv", f"5way_{k}shot")))
+    for k in (1, 5):
+        runs.append((f"Omniglot 20-way {k}-shot", "omniglot20way", ExperimentConfig(
+            **dict(omni, num_updates=5), meta_batch_size=16, update_batch_size=k,
+            num_classes=20, update_lr=0.1), ("omniglot", "maml_conv", f"20way_{k}shot")))
+    for k in (1, 5):
+        runs.append((f"Omniglot 5-way {k}-shot, no conv", "omniglot5way_noconv",
+                     ExperimentConfig(**omni, meta_batch_size=32, update_batch_size=k,
+                                      update_lr=0.4, conv=False),
+                     ("omniglot", "maml_no_conv", f"5way_{k}shot")))
+    for first_order in (False, True):
+        for k in (1, 5):
+            runs.append((f"MiniImagenet 5-way {k}-shot{', first order' if first_order else ''}",
+                         f"miniimagenet{k}shot",
+                         ExperimentConfig(**mini, update_batch_size=k, stop_grad=first_order),
+                         ("miniimagenet", "maml_first_order" if first_order else "maml",
+                          f"5way_{k}shot")))
+    return runs
+
+
+def _trained_iterations(experiment_dir: str) -> Optional[int]:
+    found = [int(m.group(1)) for m in (re.search(r"ckpt-(\d+)\.index$", p)
+                                       for p in glob.glob(os.path.join(experiment_dir, "ckpt-*")))
+             if m]
+    return max(found) + 1 if found else None
+
+
+def classification_table(logroot: str, paper: dict) -> str:
+    """Table 1: accuracy (%) after num_updates and after 10 steps, ours vs the paper's."""
+    lines = ["### Few-shot classification (paper Table 1): accuracy %, 600 test tasks", "",
+             "| configuration | trained iterations | after num_updates steps | after 10 steps "
+             "| paper |", "|---|---|---|---|---|"]
+    for label, folder, cfg, key in _classification_runs():
+        cfg.logdir = os.path.join(logroot, folder)
+        reference = paper[key[0]][key[1]][key[2]]
+        paper_cell = f"{reference[0]} +- {reference[1]}"
+        csv_path = os.path.join(cfg.experiment_dir, f"test_ubs{cfg.update_batch_size}_"
+                                f"stepsize{cfg.update_lr}.csv")
+        iterations = _trained_iterations(cfg.experiment_dir)
+        if not os.path.exists(csv_path):
+            lines.append(f"| {label} | {iterations or '-'} | - | - | {paper_cell} |")
+            continue
+        res = read_results(csv_path)
+        cells = [f"{100 * _at(res, s):.1f} +- {100 * _at(res, s, 'ci95'):.1f}"
+                 if _at(res, s) is not None else "-" for s in (cfg.num_updates, 10)]
+        lines.append(f"| {label} | {iterations or '-'} | {cells[0]} | {cells[1]} | "
+                     f"{paper_cell} |")
+    prior = paper["omniglot"]["prior_methods"]
+    lines += ["", "Prior methods in the paper's Table 1 (Omniglot, %): " + "; ".join(
+        f"{name} " + ", ".join(f"{k} {v}" for k, v in values.items())
+        for name, values in prior.items()) + ".",
+        "MiniImagenet baselines (%): " + "; ".join(
+            f"{name} {v['5way_1shot'][0]} / {v['5way_5shot'][0]}"
+            for name, v in paper["miniimagenet"]["baselines"].items()) + " (1-shot / 5-shot)."]
+    return "\n".join(lines)
+
+
 def plot_sinusoid_curves(logroot: str, plot_dir: str) -> list[str]:
     """Figure 6 style: MSE against gradient steps for K = 5, 10, 20 (with 95% CIs)."""
     import matplotlib
@@ -168,6 +236,8 @@ def main(argv=None):
         parser.error(f"--logroot={args.logroot!r} is not a folder")
     paper = load_paper_numbers(args.paper_numbers)
     print(sinusoid_tables(args.logroot, paper))
+    print()
+    print(classification_table(args.logroot, paper))
     if args.plot_dir:
         for path in plot_sinusoid_curves(args.logroot, args.plot_dir):
             print(f"wrote {path}")
