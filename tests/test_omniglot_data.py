@@ -3,9 +3,11 @@
 Synthetic archives and trees are built in tmp_path; one module-scoped fixture prepares the real
 archives from ``../shared/data`` (relative to the repo root, or $MAML_REAL_DATA) when present.
 """
+import functools
 import io
 import os
 import random
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -96,7 +98,7 @@ def test_rerun_skips_finished_output_and_detects_damage(tiny_zips, tmp_path):
     prepare_omniglot(*tiny_zips, str(out), expected=TINY, log=messages.append)
     assert "already prepared" in messages[0]
     os.remove(out / "Latin" / "character01" / "0001_01.png")
-    with pytest.raises(DataError, match="images"):
+    with pytest.raises(DataError, match="different numbers of images.*--overwrite"):
         prepare_omniglot(*tiny_zips, str(out), expected=TINY, log=lambda *_: None)
     prepare_omniglot(*tiny_zips, str(out), expected=TINY, overwrite=True, log=lambda *_: None)
     assert (out / "Latin" / "character01" / "0001_01.png").is_file()
@@ -190,14 +192,21 @@ def tiny_tasks(root, num_classes=5, shots=1, **kwargs):
     return OmniglotTasks(str(root), num_classes, shots, **options)
 
 
-def identify_rows(tasks, root, inputs):
-    """(folder, file, rotation) of every served row, by matching pixels exactly."""
+@functools.lru_cache(maxsize=4)
+def _pixel_lookup(root):
+    """{bytes of an image rotated r times: (folder, file, r)} for a synthetic tree."""
     lookup = {}
     for folder in sorted(root.glob("*/*")):
         for path in sorted(folder.iterdir()):
             pixels = np.asarray(Image.open(path))
             for r in range(4):
                 lookup[np.rot90(pixels, r).tobytes()] = (str(folder), path.name, r)
+    return lookup
+
+
+def identify_rows(tasks, root, inputs):
+    """(folder, file, rotation) of every served row, by matching pixels exactly."""
+    lookup = _pixel_lookup(root)
     values = np.rint((1.0 - inputs) * 255).astype(np.uint8)
     assert np.array_equal(inputs, np.float32(1) - values / np.float32(255))  # exact encoding
     return [[lookup[row.reshape(28, 28).tobytes()] for row in task] for task in values]
@@ -275,8 +284,21 @@ def test_eval_pool_cycles_resets_and_test_set_switches_split(synthetic_tree):
     assert not set(test_tasks.metaval_folders) & set(tasks.metatrain_folders)
 
 
+def test_skip_train_tasks_resumes_the_pool_cycle(synthetic_tree):
+    served = tiny_tasks(synthetic_tree, train_pool_size=5)
+    served.train_batch(4)
+    expected = identify_rows(served, synthetic_tree, served.train_batch(2).inputb)
+    resumed = tiny_tasks(synthetic_tree, train_pool_size=5)
+    resumed.skip_train_tasks(4 + 5 * 7)  # whole cycles wrap around
+    got = identify_rows(resumed, synthetic_tree, resumed.train_batch(2).inputb)
+    strip = lambda rows: [sorted(r[:2] for r in task) for task in rows]  # noqa: E731
+    assert strip(got) == strip(expected)
+
+
 def test_batches_are_deterministic_per_seed(synthetic_tree):
+    state = random.getstate()
     a = tiny_tasks(synthetic_tree, rng_seed=4).train_batch(4)
+    assert random.getstate() == state  # private generators only
     b = tiny_tasks(synthetic_tree, rng_seed=4).train_batch(4)
     c = tiny_tasks(synthetic_tree, rng_seed=5).train_batch(4)
     assert all(np.array_equal(x, y) for x, y in zip(a[:4], b[:4]))
@@ -296,12 +318,13 @@ def test_cache_is_reused_and_refreshed_when_files_change(synthetic_tree):
     tasks = tiny_tasks(synthetic_tree, train_pool_size=1)
     tasks.train_batch(1)
     cache_files = list((synthetic_tree.parent / "cache").iterdir())
-    assert len(cache_files) == 1 and cache_files[0].suffix == ".npz"
+    assert len(cache_files) == 1 and cache_files[0].suffix == ".npy"
     for path in synthetic_tree.glob("*/*/*.png"):  # blank every image
         Image.fromarray(np.zeros((28, 28), np.uint8)).save(path)
         os.utime(path, ns=(1, 1))
     batch = tiny_tasks(synthetic_tree, train_pool_size=1).train_batch(1)
     assert np.all(batch.inputa == 1.0)  # inverted zeros: the stale cache was not used
+    assert len(list((synthetic_tree.parent / "cache").iterdir())) == 1  # stale one removed
 
 
 # ---------------------------------------------------------------------------- real archives
@@ -312,7 +335,8 @@ def real_omniglot(tmp_path_factory):
         pytest.skip(f"real Omniglot archives not found under {REAL_DATA / 'omniglot'}")
     out = tmp_path_factory.mktemp("real") / "omniglot_resized"
     counts = prepare_omniglot(*map(str, REAL_ZIPS), str(out), log=lambda *_: None)
-    return out, counts
+    yield out, counts
+    shutil.rmtree(out.parent)  # 32,460 files: do not leave them to later sessions' cleanup
 
 
 def test_real_archives_prepare_to_the_papers_counts(real_omniglot):
@@ -330,10 +354,30 @@ def test_real_split_sizes_and_batches(real_omniglot):
     out, _ = real_omniglot
     tasks = OmniglotTasks(str(out), 20, 1, test_set=True, cache_dir=str(out.parent / "cache"))
     assert len(tasks.metatrain_folders) == 1100 and len(tasks.metaval_folders) == 423
-    val = OmniglotTasks(str(out), 20, 1, cache_dir=str(out.parent / "cache"))
+    val = OmniglotTasks(str(out), 5, 1, cache_dir=str(out.parent / "cache"))
     assert len(val.metaval_folders) == 100
     assert not set(val.metaval_folders) & set(tasks.metaval_folders)
     batch = tasks.eval_batch(2)
     assert batch.inputa.shape == (2, 20, 784) and batch.labelb.shape == (2, 20, 20)
     assert set(np.unique(batch.inputa)) <= {0.0, 1.0}
-    assert tasks.train_batch(16).inputb.shape == (16, 20, 784)
+    assert val.train_batch(32).inputb.shape == (32, 5, 784)
+
+
+def test_short_real_omniglot_run_beats_chance(real_omniglot, tmp_path):
+    """5-way 1-shot on the real data: a few hundred meta-iterations already beat chance (20%)."""
+    from maml_tf import experiment
+    from maml_tf.config import ExperimentConfig
+
+    out, _ = real_omniglot
+    common = dict(datasource="omniglot", omniglot_folder=str(out), meta_batch_size=16,
+                  update_batch_size=1, update_lr=0.4, num_updates=1, logdir=str(tmp_path),
+                  seed=1)
+    logs = []
+    experiment.run(ExperimentConfig(**common, metatrain_iterations=300), log=logs.append)
+    assert any(line.startswith("Iteration 200:") for line in logs), logs
+    result = experiment.run(ExperimentConfig(**common, train=False, test_set=True,
+                                             num_test_tasks=100), log=lambda *_: None)
+    accuracies = result["values"]
+    assert accuracies.shape == (100, 11)
+    assert accuracies[:, 1].mean() > 0.5 and accuracies[:, 10].mean() > 0.5
+    assert accuracies[:, 1].mean() > accuracies[:, 0].mean() + 0.2  # adaptation helps
