@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
+from numpy import prod as np_prod
 
 from maml_tf import norm as norm_lib
 
@@ -83,6 +84,21 @@ class MetaModel(keras.Model):
         """Single-task forward with the model's own weights: [examples, dim_input]."""
         params = {name: value[None] for name, value in self.meta_parameters().items()}
         return self.functional_forward(params, inputs[None])[0]
+
+    def summary(self, *args, **kwargs):
+        """Keras' summary (totals) followed by every weight, adapted or only meta-learned."""
+        super().summary(*args, **kwargs)
+        print_fn = kwargs.get("print_fn") or print
+        print_fn(self.weights_table())
+
+    def weights_table(self) -> str:
+        rows = [f"{'weight':<14}{'shape':<22}{'params':>9}  role"]
+        for role, weights in (("adapted in the inner loop", self.adapted),
+                              ("meta-learned only", self.shared)):
+            for name, var in weights.items():
+                rows.append(f"{name:<14}{str(tuple(var.shape)):<22}"
+                            f"{int(np_prod(var.shape)):>9}  {role}")
+        return "\n".join(rows)
 
     def _shared(self, shared):
         return self.shared_parameters() if shared is None else shared

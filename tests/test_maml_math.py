@@ -169,6 +169,8 @@ def test_batch_norm_offset_is_meta_learned_but_not_adapted():
     by_var = {id(v): g for v, g in zip(model.trainable_variables, grads)}
     for v in model.shared.values():
         assert float(tf.reduce_max(tf.abs(by_var[id(v)]))) > 0  # but they are meta-learned
+    table = model.weights_table()
+    assert "norm1_offset  (4,)" in table and "meta-learned only" in table
 
 
 def test_grouped_conv_meta_gradients_equal_per_task_conv():
