@@ -47,9 +47,10 @@ flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is
 # ---- policy ----------------------------------------------------------------------------
 flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths (ReLU)")
 flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
-flags.DEFINE_enum("dtype", "float64", ["float64", "float32"],
-                  "policy precision. float64 by default: in float32 the finite-difference "
-                  "HVP's eps (~1e-9) is below the parameters' resolution (see docs/RL.md)")
+flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
+                  "policy precision. float32 as the original; note that in float32 the "
+                  "finite-difference HVP's eps (~1e-9) is mostly below the parameters' "
+                  "resolution (docs/RL.md); float64 makes it exact to ~1e-8 but is ~10x slower")
 # ---- run -------------------------------------------------------------------------------
 flags.DEFINE_enum("mode", "train", ["train", "test", "train_and_test"],
                   "train, run the test protocol, or both")
@@ -65,7 +66,9 @@ flags.DEFINE_enum("test_init", "checkpoint", ["checkpoint", "random"],
                   "start the test from a checkpoint or from a random initialisation "
                   "(the random baseline; uses --seed)")
 flags.DEFINE_integer("test_num_tasks", 40, "test tasks")
-flags.DEFINE_integer("test_num_episodes", 40, "trajectories per task and step at test time")
+flags.DEFINE_integer("test_num_episodes", None, "trajectories per task and step at test time; "
+                     "default 4000 steps' worth as the released test scripts: 40 (point), "
+                     "20 (locomotion)")
 flags.DEFINE_integer("test_num_steps", 3, "policy-gradient steps at test time")
 flags.DEFINE_integer("test_goal_seed", 1, "numpy seed of the test goals")
 flags.DEFINE_string("test_results", None, "output pickle (a CSV is written beside it); "
@@ -86,8 +89,9 @@ flags.register_validator("env_name", _valid_env)
 for _name in ("meta_batch_size", "fast_batch_size", "max_path_length"):
     flags.register_validator(_name, lambda v: v is None or v >= 1,
                              message=f"--{_name} must be a positive integer")
-for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every",
-              "test_num_tasks", "test_num_episodes"):
+flags.register_validator("test_num_episodes", lambda v: v is None or v >= 1,
+                         message="--test_num_episodes must be a positive integer")
+for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_num_tasks"):
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
     flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
@@ -120,6 +124,7 @@ def task_defaults(env_name: str) -> dict:
         "fast_batch_size": 40 if spec.name == "ant_dir" else 20,
         "max_path_length": spec.horizon,
         "num_workers": 2 if spec.mujoco else 0,
+        "test_num_episodes": 4000 // spec.horizon,
     }
 
 

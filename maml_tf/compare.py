@@ -215,7 +215,10 @@ def plot_sinusoid_curves(logroot: str, plot_dir: str) -> list[str]:
         ax.set_ylabel("mean squared error")
         ax.set_yscale("log")
         ax.set_ylim(2e-3, 10)  # diverging tasks (alpha 0.01, K=5) go off the top
-    axes[0].legend(fontsize=7)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+            break
     fig.tight_layout()
     os.makedirs(plot_dir, exist_ok=True)
     path = os.path.join(plot_dir, "sinusoid_mse_vs_steps.png")

@@ -1,0 +1,48 @@
+"""Plain configuration objects (filled from flags by rl/main.py, or directly by tests)."""
+from __future__ import annotations
+
+import dataclasses
+
+from rl.maml_trpo import TRPOConfig
+
+
+@dataclasses.dataclass
+class PolicyConfig:
+    hidden_sizes: tuple = (100, 100)
+    init_std: float = 1.0
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    env_name: str = "point"
+    oracle: bool = False
+    meta_batch_size: int = 20
+    fast_batch_size: int = 20       # trajectories per task per step
+    max_path_length: int = 100
+    n_itr: int = 100
+    discount: float = 0.99
+    gae_lambda: float = 1.0
+    seed: int = 1
+    logdir: str = "logs/rl/point"
+    resume: bool = False
+    checkpoint_every: int = 1
+    num_workers: int = 0
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    trpo: TRPOConfig = dataclasses.field(default_factory=TRPOConfig)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    env_name: str = "point"
+    oracle: bool = False
+    num_tasks: int = 40
+    episodes_per_task: int = 40
+    max_path_length: int = 100
+    num_steps: int = 3
+    fast_lr: float = 0.5
+    goal_seed: int = 1
+    seed: int = 0
+    num_workers: int = 0
+    method: str = "maml"
+    num_trajectories_kept: int = 5   # point robot: paths per task stored for the plot

@@ -1,0 +1,117 @@
+"""Shared pieces of the task environments and the vector-environment interface.
+
+The sampler only ever talks to a ``VectorTaskEnv``: ``set_tasks`` (one task per environment),
+``reset`` and ``step`` on whole batches. The point robot implements it natively in numpy; the
+MuJoCo tasks get it from ``SerialVectorEnv`` (a list of single environments), which a worker
+process can also serve (``rl.samplers.ProcessVectorEnv``).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+
+def rescale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """rllab's ``normalize``: map [-1, 1] affinely onto [low, high], then clip.
+
+    The policy's Gaussian samples are unbounded; the stored action (used for likelihoods)
+    stays raw, only the environment sees the clipped command, as in the original.
+    """
+    scaled = low + (np.asarray(action) + 1.0) * 0.5 * (high - low)
+    return np.clip(scaled, low, high)
+
+
+def env_seeds(seed: int, num_envs: int) -> np.ndarray:
+    """One reset seed per environment, derived from the batch seed."""
+    return np.random.SeedSequence(seed).generate_state(num_envs)
+
+
+class TaskEnv(gym.Env, abc.ABC):
+    """A Gymnasium environment that is one member of a task distribution."""
+
+    #: Number of task parameters appended to the observation by the oracle variant.
+    task_dim: int = 1
+
+    @abc.abstractmethod
+    def sample_tasks(self, num_tasks: int, rng: np.random.RandomState) -> list:
+        """Draws ``num_tasks`` tasks. ``rng`` is a legacy RandomState so that
+        ``RandomState(1)`` reproduces the original's ``np.random.seed(1)`` test goals."""
+
+    @abc.abstractmethod
+    def set_task(self, task) -> None:
+        """Makes ``task`` the current task (takes effect from the next reset)."""
+
+    @abc.abstractmethod
+    def get_task(self):
+        """The current task."""
+
+
+class VectorTaskEnv(abc.ABC):
+    """A batch of environments stepped together; finished ones are frozen (not stepped)."""
+
+    num_envs: int
+    observation_dim: int
+    action_dim: int
+
+    @abc.abstractmethod
+    def set_tasks(self, tasks: Sequence) -> None:
+        """One task per environment (``len(tasks) == num_envs``)."""
+
+    @abc.abstractmethod
+    def reset(self, seed: int) -> np.ndarray:
+        """Resets every environment; returns observations of shape (num_envs, obs_dim)."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray, active: np.ndarray):
+        """Steps the environments where ``active`` is True with raw policy actions.
+
+        Returns (observations, rewards, dones); entries of inactive environments are
+        unspecified (the sampler masks them).
+        """
+
+    def close(self) -> None:
+        """Releases workers or simulators (no-op by default)."""
+
+
+class SerialVectorEnv(VectorTaskEnv):
+    """Steps a list of single ``TaskEnv`` instances in a Python loop (one process)."""
+
+    def __init__(self, envs: Sequence[TaskEnv]):
+        self.envs = list(envs)
+        self.num_envs = len(self.envs)
+        self.observation_dim = int(self.envs[0].observation_space.shape[0])
+        self.action_dim = int(self.envs[0].action_space.shape[0])
+        self._last_obs = np.zeros((self.num_envs, self.observation_dim))
+
+    def set_tasks(self, tasks):
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} environments")
+        for env, task in zip(self.envs, tasks):
+            env.set_task(task)
+
+    def reset(self, seed):
+        return self.reset_with_seeds(env_seeds(seed, self.num_envs))
+
+    def reset_with_seeds(self, seeds):
+        """Per-environment seeds: a worker pool passes each worker its slice, so results do
+        not depend on how many workers there are."""
+        for i, env in enumerate(self.envs):
+            self._last_obs[i], _ = env.reset(seed=int(seeds[i]))
+        return self._last_obs.copy()
+
+    def step(self, actions, active):
+        rewards = np.zeros(self.num_envs)
+        dones = np.zeros(self.num_envs, dtype=bool)
+        for i in np.flatnonzero(active):
+            obs, reward, terminated, _, _ = self.envs[i].step(actions[i])
+            self._last_obs[i] = obs
+            rewards[i] = reward
+            dones[i] = terminated
+        return self._last_obs.copy(), rewards, dones
+
+    def close(self):
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,82 @@
+"""A batch of trajectories for several tasks, and its returns and advantages (numpy).
+
+Layout: (tasks K, episodes N, time T, ...) with a 0/1 ``mask`` marking the steps that exist
+(paths stop at ``done`` or at the horizon). Padding to T keeps every task's arrays the same
+shape, so the TensorFlow side traces once per configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from rl.baseline import LinearFeatureBaseline
+
+
+@dataclasses.dataclass
+class Episodes:
+    observations: np.ndarray   # (K, N, T, obs_dim)
+    actions: np.ndarray        # (K, N, T, act_dim), raw policy samples
+    rewards: np.ndarray        # (K, N, T), zero where mask is 0
+    mask: np.ndarray           # (K, N, T), 1.0 for real steps
+    advantages: np.ndarray | None = None  # (K, N, T), filled by ``compute_advantages``
+
+    @property
+    def num_tasks(self) -> int:
+        return self.rewards.shape[0]
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode, (K, N)."""
+        return np.sum(self.rewards * self.mask, axis=-1)
+
+    def average_return_per_task(self) -> np.ndarray:
+        """The paper's "average return": mean over a task's episodes, (K,)."""
+        return self.episode_returns().mean(axis=-1)
+
+    def flat(self, name: str) -> np.ndarray:
+        """``name`` reshaped to (K, N*T, ...), the layout of the TensorFlow losses."""
+        array = getattr(self, name)
+        k, n, t = self.mask.shape
+        return array.reshape((k, n * t) + array.shape[3:])
+
+
+def discounted_cumsum(values: np.ndarray, mask: np.ndarray, discount: float) -> np.ndarray:
+    """sum_l discount^l * values[..., t + l] along the last axis, within masked paths."""
+    out = np.zeros_like(values)
+    running = np.zeros(values.shape[:-1])
+    for t in reversed(range(values.shape[-1])):
+        running = values[..., t] + discount * running * mask[..., t]
+        out[..., t] = running * mask[..., t]
+    return out
+
+
+def compute_advantages(episodes: Episodes, discount: float, gae_lambda: float,
+                       center: bool = True) -> Episodes:
+    """Fits the linear baseline per task on discounted returns, then GAE(gamma, lambda).
+
+    As in maml_rl's ``process_samples`` (called once per task): fit first, then predict; the
+    baseline value after a path's last step is 0; advantages are centred and scaled per task.
+    With lambda = 1 the advantage is exactly return - baseline.
+    """
+    mask = episodes.mask
+    returns = discounted_cumsum(episodes.rewards, mask, discount)
+    baseline = LinearFeatureBaseline()
+    baseline.fit(episodes.observations, returns, mask)
+    values = baseline.predict(episodes.observations) * mask
+    next_values = np.concatenate([values[..., 1:], np.zeros_like(values[..., :1])], axis=-1)
+    next_mask = np.concatenate([mask[..., 1:], np.zeros_like(mask[..., :1])], axis=-1)
+    deltas = (episodes.rewards + discount * next_values * next_mask - values) * mask
+    advantages = discounted_cumsum(deltas, mask, discount * gae_lambda)
+    if center:
+        advantages = center_per_task(advantages, mask)
+    episodes.advantages = advantages
+    return episodes
+
+
+def center_per_task(advantages: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(adv - mean) / (std + 1e-8) over each task's real steps; padding stays 0."""
+    axes = tuple(range(1, advantages.ndim))
+    count = np.maximum(mask.sum(axis=axes, keepdims=True), 1.0)
+    mean = (advantages * mask).sum(axis=axes, keepdims=True) / count
+    var = (np.square(advantages - mean) * mask).sum(axis=axes, keepdims=True) / count
+    return (advantages - mean) / (np.sqrt(var) + 1e-8) * mask

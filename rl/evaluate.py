@@ -1,0 +1,91 @@
+"""The test protocol of section 5.3 (maml_rl's test scripts).
+
+40 test tasks drawn with numpy seed 1; from the saved (or random) initial policy, 3 vanilla
+policy-gradient steps per task, step size fast_lr for the first and fast_lr / 2 after, each
+step on fresh rollouts (the released point test: 40 trajectories of length 100). Reported:
+the average return per task before and after every step. All tasks are adapted at once
+(parameters with a task dimension), reusing the training code's inner step.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import pickle
+
+import numpy as np
+from absl import logging
+
+from rl.config import EvalConfig
+from rl.envs.registry import get_spec, make_env, make_vector_env
+from rl.episodes import compute_advantages
+from rl.maml_trpo import MAMLTRPO, TRPOConfig, to_task_batch
+from rl.policies import GaussianMLPPolicy
+from rl.samplers import BatchSampler
+
+
+def step_sizes(fast_lr: float, num_steps: int) -> list:
+    """fast_lr for the first step, fast_lr / 2 afterwards (the original test scripts)."""
+    return [fast_lr if i == 0 else fast_lr / 2.0 for i in range(num_steps)]
+
+
+def protocol_tasks(env_name: str, num_tasks: int, goal_seed: int, oracle: bool = False) -> list:
+    """``np.random.seed(goal_seed)`` then ``sample_goals``: the original's test goals."""
+    return make_env(env_name, oracle).sample_tasks(num_tasks, np.random.RandomState(goal_seed))
+
+
+def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
+             gae_lambda: float = 1.0) -> dict:
+    """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks)."""
+    tasks = protocol_tasks(cfg.env_name, cfg.num_tasks, cfg.goal_seed, cfg.oracle)
+    env = make_vector_env(cfg.env_name, cfg.num_tasks * cfg.episodes_per_task, cfg.oracle,
+                          cfg.num_workers)
+    try:
+        sampler = BatchSampler(env, cfg.num_tasks, cfg.episodes_per_task, cfg.max_path_length)
+        learner = MAMLTRPO(policy, TRPOConfig(fast_lr=cfg.fast_lr))
+        theta = policy.get_flat()
+        lrs = step_sizes(cfg.fast_lr, cfg.num_steps)
+        batches, returns, trajectories, params = [], [], [], None
+        for step in range(cfg.num_steps + 1):
+            episodes = sampler.sample(tasks, learner.sampling_policy(params),
+                                      seed=cfg.seed * 1000 + step)
+            returns.append(episodes.average_return_per_task())
+            keep = cfg.num_trajectories_kept
+            trajectories.append({"observations": episodes.observations[:, :keep],
+                                 "mask": episodes.mask[:, :keep]})
+            logging.info("test step %d: average return %.2f", step, returns[-1].mean())
+            if step == cfg.num_steps:
+                break
+            batches.append(to_task_batch(compute_advantages(episodes, discount, gae_lambda),
+                                         learner.dtype))
+            params = learner.adapted_params(theta, batches, lrs[:len(batches)])
+    finally:
+        env.close()
+    returns = np.stack(returns)
+    result = {
+        "env_name": get_spec(cfg.env_name).name, "method": cfg.method,
+        "paper_key": get_spec(cfg.env_name).paper_key,
+        "returns": returns, "mean_per_step": returns.mean(axis=1),
+        "std_per_step": returns.std(axis=1), "tasks": np.asarray(tasks),
+        "step_sizes": lrs, "config": dataclasses.asdict(cfg),
+    }
+    if not get_spec(cfg.env_name).mujoco:   # the point robot's paths for Figure 4-like plots
+        result["trajectories"] = trajectories
+    return result
+
+
+def save_results(result: dict, path: str) -> tuple:
+    """Writes ``path`` (pickle) and a CSV beside it (one row per task and step)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as handle:
+        pickle.dump(result, handle)
+    csv_path = os.path.splitext(path)[0] + ".csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["env", "method", "grad_steps", "task_index", "task", "average_return"])
+        for step, row in enumerate(result["returns"]):
+            for k, value in enumerate(row):
+                task = np.atleast_1d(result["tasks"][k])
+                writer.writerow([result["env_name"], result["method"], step, k,
+                                 " ".join(f"{x:.6g}" for x in task), f"{value:.6f}"])
+    return path, csv_path

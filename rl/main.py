@@ -1,0 +1,114 @@
+"""MAML-TRPO entry point (section 5.3): ``python -m rl.main``.
+
+    # meta-train on the point robot, then run the test protocol on the best iteration
+    python -m rl.main --env_name=point --n_itr=100 --logdir=logs/rl/point_maml \
+        --mode=train_and_test
+    # baselines: pretrained (no inner step), oracle (goal in the observation), random init
+    python -m rl.main --env_name=point --use_maml=False --logdir=logs/rl/point_pretrained ...
+    python -m rl.main --env_name=point --oracle --use_maml=False --logdir=logs/rl/point_oracle
+    python -m rl.main --env_name=point --mode=test --test_init=random --logdir=logs/rl/point_random
+
+This is the only RL module that reads absl flags; it turns them into rl.config objects.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+
+from flags import rl as rl_flags  # noqa: E402  (defines the flags)
+
+FLAGS = rl_flags.FLAGS
+
+
+def method_name() -> str:
+    if FLAGS.method_name:
+        return FLAGS.method_name
+    if FLAGS.mode == "test" and FLAGS.test_init == "random":
+        return "random"
+    if FLAGS.oracle:
+        return "oracle"
+    return "maml" if FLAGS.use_maml else "pretrained"
+
+
+def train_config():
+    from rl.config import PolicyConfig, TrainConfig
+    from rl.maml_trpo import TRPOConfig
+    return TrainConfig(
+        env_name=FLAGS.env_name, oracle=FLAGS.oracle,
+        meta_batch_size=rl_flags.resolved("meta_batch_size"),
+        fast_batch_size=rl_flags.resolved("fast_batch_size"),
+        max_path_length=rl_flags.resolved("max_path_length"),
+        n_itr=FLAGS.n_itr, discount=FLAGS.discount, gae_lambda=FLAGS.gae_lambda,
+        seed=FLAGS.seed, logdir=FLAGS.logdir, resume=FLAGS.resume,
+        checkpoint_every=FLAGS.checkpoint_every, num_workers=rl_flags.resolved("num_workers"),
+        policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
+                            FLAGS.dtype),
+        trpo=TRPOConfig(
+            fast_lr=rl_flags.resolved("fast_lr"), num_grad_updates=FLAGS.num_grad_updates,
+            use_maml=FLAGS.use_maml, step_size=FLAGS.step_size, cg_iters=FLAGS.cg_iters,
+            cg_damping=FLAGS.cg_damping, backtrack_ratio=FLAGS.backtrack_ratio,
+            max_backtracks=FLAGS.max_backtracks, hvp=FLAGS.hvp))
+
+
+def eval_config():
+    from rl.config import EvalConfig
+    return EvalConfig(
+        env_name=FLAGS.env_name, oracle=FLAGS.oracle, num_tasks=FLAGS.test_num_tasks,
+        episodes_per_task=rl_flags.resolved("test_num_episodes"),
+        max_path_length=rl_flags.resolved("max_path_length"), num_steps=FLAGS.test_num_steps,
+        fast_lr=rl_flags.resolved("fast_lr"), goal_seed=FLAGS.test_goal_seed, seed=FLAGS.seed,
+        num_workers=rl_flags.resolved("num_workers"), method=method_name())
+
+
+def run_test(train_cfg) -> None:
+    from maml_tf.checkpoint import IterationCheckpointer
+    from rl.envs.registry import make_env
+    from rl.evaluate import evaluate, save_results
+    from rl.trainer import build_policy
+
+    cfg = eval_config()
+    env = make_env(cfg.env_name, cfg.oracle)
+    policy = build_policy(train_cfg.policy, env.observation_space.shape[0],
+                          env.action_space.shape[0], FLAGS.seed)
+    if FLAGS.test_init == "checkpoint":
+        which = FLAGS.test_checkpoint
+        subdir = "best" if which == "best" else "checkpoints"
+        checkpointer = IterationCheckpointer(os.path.join(FLAGS.logdir, subdir), policy=policy)
+        iteration = checkpointer.restore(-1 if which in ("best", "latest") else int(which),
+                                         expect_partial=True)
+        if iteration is None:
+            raise app.UsageError(f"no checkpoint in {checkpointer.directory}; train first or "
+                                 f"use --test_init=random")
+        logging.info("testing the policy of iteration %d (%s)", iteration, which)
+    result = evaluate(policy, cfg, FLAGS.discount, FLAGS.gae_lambda)
+    path = FLAGS.test_results or os.path.join(FLAGS.logdir, f"test_{cfg.method}.pkl")
+    pickle_path, csv_path = save_results(result, path)
+    means = " ".join(f"{m:.2f}" for m in result["mean_per_step"])
+    print(f"{cfg.env_name} {cfg.method}: average return after 0..{cfg.num_steps} steps: "
+          f"{means}  ({pickle_path}, {csv_path})")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    import tensorflow as tf
+    tf.get_logger().setLevel("WARNING")  # checkpoint "Sharding callback" chatter
+    cfg = train_config()
+    if FLAGS.mode in ("train", "train_and_test"):
+        from rl.trainer import Trainer
+        trainer = Trainer(cfg)
+        try:
+            trainer.train()
+        finally:
+            trainer.close()
+    if FLAGS.mode in ("test", "train_and_test"):
+        run_test(cfg)
+
+
+if __name__ == "__main__":
+    app.run(main)

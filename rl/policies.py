@@ -1,0 +1,135 @@
+"""Gaussian MLP policy (maml_rl ``MAMLGaussianMLPPolicy``) with a functional forward.
+
+Two ReLU hidden layers of 100, a linear mean, and a state-independent log standard deviation
+(initial std 1.0) that the inner step adapts like every other parameter. ``policy(obs,
+params=...)`` evaluates the network with any parameters, which is what MAML needs: the inner
+step produces per-task "fast" parameters that are tensors, not variables. Parameters may carry
+a leading task dimension K (obs then shaped (K, M, obs_dim)), so one call evaluates every
+task's adapted policy at once.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+with warnings.catch_warnings():
+    # TFP's version check imports distutils (DeprecationWarning on Python 3.11).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+class GaussianMLPPolicy(keras.Model):
+    """pi(a | s) = N(mean_theta(s), diag(exp(log_std)^2))."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes=(100, 100),
+                 init_std: float = 1.0, seed: int | None = None, name: str = "policy",
+                 dtype: str = "float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        # Xavier-uniform weights and zero biases, as rllab's MLP.
+        init = lambda i: keras.initializers.GlorotUniform(None if seed is None else seed + i)
+        # One attribute per layer (not a list): tf.train.Checkpoint does not follow Keras 3's
+        # tracked lists, and a checkpoint without the hidden layers restores silently.
+        for i, size in enumerate(self.hidden_sizes):
+            setattr(self, f"hidden_{i}", keras.layers.Dense(
+                size, activation="relu", kernel_initializer=init(i), name=f"hidden_{i}",
+                dtype=dtype))
+        self.mean_layer = keras.layers.Dense(
+            act_dim, kernel_initializer=init(len(self.hidden_sizes)), name="mean",
+            dtype=dtype)
+        self.log_std = self.add_weight(
+            name="log_std", shape=(act_dim,),
+            initializer=keras.initializers.Constant(math.log(init_std)), trainable=True,
+            dtype=dtype)
+        in_dim = obs_dim
+        for layer in self.hidden_layers + [self.mean_layer]:  # create variables now
+            layer.build((None, in_dim))
+            in_dim = layer.units
+        self(tf.zeros((1, obs_dim), dtype=dtype))  # marks the model built
+
+    @property
+    def hidden_layers(self) -> list:
+        return [getattr(self, f"hidden_{i}") for i in range(len(self.hidden_sizes))]
+
+    # ----- parameters -----
+    def named_variables(self) -> list:
+        """(name, Keras variable) pairs in the canonical (flattening) order."""
+        pairs = []
+        for i, layer in enumerate(self.hidden_layers):
+            pairs += [(f"hidden_{i}/kernel", layer.kernel), (f"hidden_{i}/bias", layer.bias)]
+        pairs += [("mean/kernel", self.mean_layer.kernel), ("mean/bias", self.mean_layer.bias),
+                  ("log_std", self.log_std)]
+        return pairs
+
+    @property
+    def param_names(self) -> list:
+        return [name for name, _ in self.named_variables()]
+
+    @property
+    def param_shapes(self) -> list:
+        return [tuple(variable.shape) for _, variable in self.named_variables()]
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(np.prod(shape) for shape in self.param_shapes))
+
+    def initial_params(self) -> dict:
+        """Current parameters as tensors. ``variable.value`` because Keras 3 variables are not
+        ``tf.Variable``s (``tape.watch`` rejects them); gradients still reach the variables."""
+        return {name: variable.value for name, variable in self.named_variables()}
+
+    def get_flat(self) -> tf.Tensor:
+        return flatten_params(self.initial_params(), self.param_names)
+
+    def set_flat(self, flat) -> None:
+        """Assigns a flat vector (e.g. the TRPO result) to the Keras variables."""
+        params = self.unflatten(tf.convert_to_tensor(flat, dtype=self.log_std.dtype))
+        for name, variable in self.named_variables():
+            variable.assign(params[name])
+
+    def unflatten(self, flat: tf.Tensor) -> dict:
+        sizes = [int(np.prod(shape)) for shape in self.param_shapes]
+        pieces = tf.split(flat, sizes)
+        return {name: tf.reshape(piece, shape)
+                for name, piece, shape in zip(self.param_names, pieces, self.param_shapes)}
+
+    # ----- forward -----
+    def mean_and_log_std(self, obs, params: dict | None = None):
+        """Mean (..., act_dim) and log-std broadcast to it. With batched parameters (leading
+        dimension K) ``obs`` must be (K, M, obs_dim)."""
+        params = self.initial_params() if params is None else params
+        x = tf.convert_to_tensor(obs, dtype=params["log_std"].dtype)
+        for i in range(len(self.hidden_sizes)):
+            x = tf.nn.relu(tf.matmul(x, params[f"hidden_{i}/kernel"])
+                           + tf.expand_dims(params[f"hidden_{i}/bias"], -2))
+        mean = tf.matmul(x, params["mean/kernel"]) + tf.expand_dims(params["mean/bias"], -2)
+        log_std = tf.broadcast_to(tf.expand_dims(params["log_std"], -2), tf.shape(mean))
+        return mean, log_std
+
+    def call(self, obs, params: dict | None = None):
+        """The action distribution (a TFP distribution over the last axis)."""
+        mean, log_std = self.mean_and_log_std(obs, params)
+        return gaussian(mean, log_std)
+
+
+def gaussian(mean, log_std):
+    """Diagonal Gaussian whose log_prob sums over the action dimensions."""
+    return tfd.Independent(tfd.Normal(loc=mean, scale=tf.exp(log_std)),
+                           reinterpreted_batch_ndims=1)
+
+
+def flatten_params(params: dict, names: list) -> tf.Tensor:
+    return tf.concat([tf.reshape(params[name], [-1]) for name in names], axis=0)
+
+
+def tile_params(params: dict, num_tasks: int) -> dict:
+    """Copies unbatched parameters K times (leading task dimension)."""
+    return {name: tf.tile(tf.expand_dims(value, 0), [num_tasks] + [1] * len(value.shape))
+            for name, value in params.items()}
