@@ -52,17 +52,28 @@ class MetaModel(keras.Model):
 
     # -- weight creation -------------------------------------------------------------------
     def _adapted_weight(self, name, shape, initializer):
-        self.adapted[name] = self.add_weight(
-            name=name, shape=shape, initializer=initializer, dtype=self.dtype)
+        self.adapted[name] = self._named_weight(name, shape, initializer)
+
+    def _named_weight(self, name, shape, initializer):
+        """A weight that is also an attribute of the model.
+
+        The attribute is what makes ``tf.train.Checkpoint`` save it under the model
+        (``model/<name>``): Keras 3 does not expose weights held only in a dict as checkpoint
+        dependencies.
+        """
+        variable = self.add_weight(name=name, shape=shape, initializer=initializer,
+                                   dtype=self.dtype)
+        setattr(self, name, variable)
+        return variable
 
     def _norm_weights(self, scope: str, channels: int):
         """Offset (batch and layer norm) and scale (layer norm only), as contrib's layers."""
         if self.norm in ("batch_norm", "layer_norm"):
-            self.shared[f"{scope}_offset"] = self.add_weight(
-                name=f"{scope}_offset", shape=(channels,), initializer="zeros", dtype=self.dtype)
+            self.shared[f"{scope}_offset"] = self._named_weight(
+                f"{scope}_offset", (channels,), "zeros")
         if self.norm == "layer_norm":
-            self.shared[f"{scope}_scale"] = self.add_weight(
-                name=f"{scope}_scale", shape=(channels,), initializer="ones", dtype=self.dtype)
+            self.shared[f"{scope}_scale"] = self._named_weight(
+                f"{scope}_scale", (channels,), "ones")
 
     # -- functional interface ----------------------------------------------------------------
     def meta_parameters(self) -> dict:

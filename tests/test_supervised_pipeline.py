@@ -104,9 +104,16 @@ def test_resume_continues_iterations_and_weights(tmp_path):
     ckpt = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                  optimizer=learner.optimizer)
     assert ckpt.available_iterations() == [1000, 1199]
+    initial = {n: v.numpy().copy() for n, v in learner.model.adapted.items()}
     assert experiment.restore(cfg, ckpt, quiet) == 1200
     assert int(learner.optimizer.iterations.numpy()) == 1200
     saved = {n: v.numpy().copy() for n, v in learner.model.adapted.items()}
+    # The weights are saved under the model by name, and restoring really loads them.
+    reader = tf.train.load_checkpoint(os.path.join(cfg.experiment_dir, "ckpt-1199"))
+    for n in saved:
+        np.testing.assert_array_equal(reader.get_tensor(f"model/{n}/.ATTRIBUTES/VARIABLE_VALUE"),
+                                      saved[n])
+        assert not np.array_equal(saved[n], initial[n])
 
     logs = []
     second = experiment.run(cfg, log=logs.append)
