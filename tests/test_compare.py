@@ -30,3 +30,21 @@ def test_plot_is_written(tmp_path):
     _write(tmp_path, "sine", 10, 0.01, np.ones((600, 11)))
     paths = compare.plot_sinusoid_curves(str(tmp_path), str(tmp_path / "figs"))
     assert paths and os.path.getsize(paths[0]) > 1000
+
+
+def test_classification_table_and_plot(tmp_path):
+    from maml_tf.config import ExperimentConfig
+
+    cfg = ExperimentConfig(datasource="omniglot", meta_batch_size=32, update_batch_size=1,
+                           update_lr=0.4, logdir=str(tmp_path / "omniglot5way"))
+    values = np.full((600, 11), 0.9)
+    values[:, 0] = 0.2
+    evaluation.write_results(values, cfg.experiment_dir, 1, 0.4, log=lambda *_: None)
+    open(os.path.join(cfg.experiment_dir, "ckpt-59999.index"), "w").close()
+    paper = compare.load_paper_numbers()
+    table = compare.classification_table(str(tmp_path), paper)
+    row = next(l for l in table.splitlines() if l.startswith("| Omniglot 5-way 1-shot |"))
+    assert row == "| Omniglot 5-way 1-shot | 60000 | 90.0 +- 0.0 | 90.0 +- 0.0 | 98.7 +- 0.4 |"
+    assert "| MiniImagenet 5-way 1-shot | - | - | - | 48.7 +- 1.84 |" in table
+    paths = compare.plot_classification(str(tmp_path), paper, str(tmp_path / "figs"))
+    assert os.path.getsize(paths[0]) > 1000
