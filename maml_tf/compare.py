@@ -15,7 +15,7 @@ import os
 import re
 from typing import Optional
 
-from maml_tf.evaluation import read_results
+from maml_tf.evaluation import read_results, tested_iteration
 
 DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
                                      "paper_numbers.json")
@@ -164,8 +164,8 @@ def _trained_iterations(experiment_dir: str) -> Optional[int]:
 def classification_table(logroot: str, paper: dict) -> str:
     """Table 1: accuracy (%) after num_updates and after 10 steps, ours vs the paper's."""
     lines = ["### Few-shot classification (paper Table 1): accuracy %, 600 test tasks", "",
-             "| configuration | trained iterations | after num_updates steps | after 10 steps "
-             "| paper |", "|---|---|---|---|---|"]
+             "| configuration | tested after iterations | after num_updates steps | "
+             "after 10 steps | paper |", "|---|---|---|---|---|"]
     for label, folder, cfg, key in _classification_runs():
         cfg.logdir = os.path.join(logroot, folder)
         reference = paper[key[0]][key[1]][key[2]]
@@ -174,9 +174,13 @@ def classification_table(logroot: str, paper: dict) -> str:
                                 f"stepsize{cfg.update_lr}.csv")
         iterations = _trained_iterations(cfg.experiment_dir)
         if not os.path.exists(csv_path):
-            lines.append(f"| {label} | {iterations or '-'} | - | - | {paper_cell} |")
+            trained = f"(trained {iterations}, not tested)" if iterations else "-"
+            lines.append(f"| {label} | {trained} | - | - | {paper_cell} |")
             continue
         res = read_results(csv_path)
+        tested = tested_iteration(csv_path)
+        if tested is not None:
+            iterations = tested + 1
         cells = [f"{100 * _at(res, s):.1f} +- {100 * _at(res, s, 'ci95'):.1f}"
                  if _at(res, s) is not None else "-" for s in (cfg.num_updates, 10)]
         lines.append(f"| {label} | {iterations or '-'} | {cells[0]} | {cells[1]} | "

@@ -42,15 +42,20 @@ def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_
 
 
 def write_results(values: np.ndarray, directory: str, update_batch_size: int,
-                  update_lr: float, log=print) -> tuple[str, str]:
-    """Prints and writes the CSV (header, means, stds, ci95) and the raw per-task pickle."""
+                  update_lr: float, log=print, iteration: int | None = None) -> tuple[str, str]:
+    """Prints and writes the CSV (header, means, stds, ci95) and the raw per-task pickle.
+
+    The pickle also records ``iteration``, the checkpoint that was tested, so a result is
+    never attributed to a later checkpoint of a run that kept training.
+    """
     means, stds, ci95 = summarize(values)
     log("Mean validation accuracy/loss, stddev, and confidence intervals")
     log(str((means, stds, ci95)))
     base = os.path.join(directory, result_basename(update_batch_size, update_lr))
     os.makedirs(directory, exist_ok=True)
     with open(base + ".pkl", "wb") as f:
-        pickle.dump({"mses": values}, f)  # the original's key, also for accuracies
+        # "mses" is the original's key (also for accuracies).
+        pickle.dump({"mses": values, "iteration": iteration}, f)
     with open(base + ".csv", "w", newline="") as f:
         writer = csv.writer(f, delimiter=",")
         writer.writerow([f"update{i}" for i in range(len(means))])
@@ -58,6 +63,15 @@ def write_results(values: np.ndarray, directory: str, update_batch_size: int,
         writer.writerow(stds)
         writer.writerow(ci95)
     return base + ".csv", base + ".pkl"
+
+
+def tested_iteration(csv_path: str) -> int | None:
+    """The checkpoint iteration recorded next to a test CSV (None if unknown)."""
+    pkl = csv_path[:-4] + ".pkl"
+    if not os.path.exists(pkl):
+        return None
+    with open(pkl, "rb") as f:
+        return pickle.load(f).get("iteration")
 
 
 def read_results(csv_path: str) -> dict:

@@ -90,7 +90,8 @@ def run(cfg: ExperimentConfig, log=print) -> dict:
             cfg.classification, cfg.test_batch_size)
         result["values"] = values
         result["csv"], result["pkl"] = evaluation.write_results(
-            values, cfg.experiment_dir, cfg.update_batch_size, cfg.update_lr, log)
+            values, cfg.experiment_dir, cfg.update_batch_size, cfg.update_lr, log,
+            iteration=resume_itr - 1)
     if cfg.export_dir:
         steps = cfg.export_num_updates if cfg.export_num_updates > 0 else cfg.num_updates
         export_saved_model(learner.model, inner_loop_spec(cfg), steps, cfg.export_dir)
