@@ -213,7 +213,7 @@ def plot_classification(logroot: str, paper: dict, plot_dir: str) -> list[str]:
         csv_path = os.path.join(cfg.experiment_dir, f"test_ubs{cfg.update_batch_size}_"
                                 f"stepsize{cfg.update_lr}.csv")
         res = read_results(csv_path) if os.path.exists(csv_path) else None
-        labels.append(label.replace(", ", "\n"))
+        labels.append(label.replace(" ", "\n", 1).replace(", ", "\n"))
         ours.append(100 * _at(res, 10) if res else np.nan)
         ours_ci.append(100 * _at(res, 10, "ci95") if res else 0)
         theirs.append(reference[0])
