@@ -13,6 +13,7 @@ Usage (the original's usage lines; see run.sh for all of them):
 This file only reads flags; the work is done by maml_tf.experiment.run.
 """
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,7 +23,15 @@ from absl import app, logging  # noqa: E402
 from flags import supervised as supervised_flags  # noqa: E402  (defines the flags)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv):
+    # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
+    # SIGINT) make the trainer save a checkpoint of the last finished iteration before exiting.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
