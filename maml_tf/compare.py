@@ -19,12 +19,13 @@ from maml_tf.evaluation import read_results, tested_iteration
 
 DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
                                      "paper_numbers.json")
-# run.sh log folders of the sinusoid runs, and how the tables name them.
+# run.sh log folders of the sinusoid runs, how the tables name them, and the step size each
+# was trained (and by default tested) with.
 SINUSOID_RUNS = {
-    "sine": "MAML (alpha 0.01, paper)",
-    "sine_lr0.001": "MAML (alpha 0.001, original code)",
-    "sine_pretrained": "pretrained, fine-tuned",
-    "sine_oracle": "oracle",
+    "sine": ("MAML (alpha 0.01, paper)", 0.01),
+    "sine_lr0.001": ("MAML (alpha 0.001, original code)", 0.001),
+    "sine_pretrained": ("pretrained, fine-tuned", 0.01),
+    "sine_oracle": ("oracle", 0.01),
 }
 
 
@@ -73,11 +74,6 @@ def diverged_tasks(results: dict) -> str:
     return f"{bad} / {len(last)} (median {median:.2f})"
 
 
-def _trained_step_size(run: str) -> Optional[float]:
-    return {"sine": 0.01, "sine_lr0.001": 0.001, "sine_pretrained": 0.01,
-            "sine_oracle": 0.01}.get(run)
-
-
 def sinusoid_tables(logroot: str, paper: dict) -> str:
     """Table 2 (5-shot MSE after 1/5/10 steps) and the K = 5/10/20 curves, ours vs paper."""
     table2 = paper["sinusoid"]["table2_5shot_mse_by_grad_steps"]
@@ -87,7 +83,7 @@ def sinusoid_tables(logroot: str, paper: dict) -> str:
              "| method | test step size | 1 step | 5 steps | 10 steps | 95% CI after 10 | "
              "diverged tasks* |",
              "|---|---|---|---|---|---|---|"]
-    for run, label in SINUSOID_RUNS.items():
+    for run, (label, _) in SINUSOID_RUNS.items():
         if run == "sine_oracle":
             continue  # not in Table 2; the oracle is not fine-tuned (see the next table)
         found = find_test_results(os.path.join(logroot, run), 5)
@@ -111,14 +107,14 @@ def sinusoid_tables(logroot: str, paper: dict) -> str:
               f"oracle {fig3['oracle']}. The oracle is not fine-tuned (its inputs already "
               "hold amplitude and phase): only its step-0 value is meaningful.", "",
               "| method | K | step size | 0 | 1 | 2 | 5 | 10 |", "|---|---|---|---|---|---|---|---|"]
-    for run, label in SINUSOID_RUNS.items():
+    for run, (label, step_size) in SINUSOID_RUNS.items():
         for k in (5, 10, 20):
-            res = find_test_results(os.path.join(logroot, run), k).get(_trained_step_size(run))
+            res = find_test_results(os.path.join(logroot, run), k).get(step_size)
             if res is None:
                 continue
             cells = [_fmt(_at(res, s)) if s == 0 or run != "sine_oracle" else "n/a"
                      for s in (0, 1, 2, 5, 10)]
-            lines.append(f"| {label} | {k} | {_trained_step_size(run)} | "
+            lines.append(f"| {label} | {k} | {step_size} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -245,8 +241,8 @@ def plot_sinusoid_curves(logroot: str, plot_dir: str) -> list[str]:
     written = []
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, k in zip(axes, (5, 10, 20)):
-        for run, label in SINUSOID_RUNS.items():
-            res = find_test_results(os.path.join(logroot, run), k).get(_trained_step_size(run))
+        for run, (label, step_size) in SINUSOID_RUNS.items():
+            res = find_test_results(os.path.join(logroot, run), k).get(step_size)
             if res is None:
                 continue
             steps = list(range(len(res["means"])))

@@ -42,10 +42,7 @@ class MetaLearner:
                                    self.clip_value)
 
     def _pretrain_grads_impl(self, inputa, labela):
-        grads, metrics = maml.pretrain_gradients(self.model, (inputa, labela), self.spec)
-        if self.clip_value is not None:
-            grads = [tf.clip_by_value(g, -self.clip_value, self.clip_value) for g in grads]
-        return grads, metrics
+        return maml.pretrain_gradients(self.model, (inputa, labela), self.spec, self.clip_value)
 
     def _meta_step_impl(self, inputa, labela, inputb, labelb):
         grads, metrics = self._meta_grads(inputa, labela, inputb, labelb)

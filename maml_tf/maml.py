@@ -116,13 +116,17 @@ def meta_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         meta_loss, metrics = meta_objective(model, batch, spec)
-    grads = tape.gradient(meta_loss, variables)
-    if clip_value is not None:
-        grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
-    return grads, metrics
+    return clip_gradients(tape.gradient(meta_loss, variables), clip_value), metrics
 
 
-def pretrain_gradients(model, batch, spec: InnerLoopSpec):
+def clip_gradients(grads, clip_value: Optional[float]):
+    """Element-wise clipping to [-clip, clip]; None leaves the gradients as they are."""
+    if clip_value is None:
+        return grads
+    return [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
+
+
+def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float] = None):
     """The pretraining baseline: gradients of the support loss with no inner loop."""
     inputa, labela = batch[0], batch[1]
     variables = model.trainable_variables
@@ -130,7 +134,7 @@ def pretrain_gradients(model, batch, spec: InnerLoopSpec):
         params = model.tiled_parameters(tf.shape(inputa)[0])
         predictions = model.functional_forward(params, inputa)
         loss = tf.reduce_mean(task_losses(predictions, labela, spec))
-    grads = tape.gradient(loss, variables)
+    grads = clip_gradients(tape.gradient(loss, variables), clip_value)
     metrics = {"pre_loss": loss}
     if spec.classification:
         metrics["pre_accuracy"] = tf.reduce_mean(task_accuracies(predictions, labela))
