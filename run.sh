@@ -3,6 +3,7 @@
 #   ./run.sh list                 lists the names
 #   ./run.sh sinusoid             10-shot sinusoid MAML (train)
 #   ./run.sh sinusoid_test 5      its test mode with K=5 (default 10)
+#   ./run.sh rl_cheetah_dir       MAML-TRPO on half-cheetah forward/backward (resumes)
 # Extra flags are passed through (later flags win), e.g. ./run.sh sinusoid --metatrain_iterations=100
 # Logs and checkpoints go to $LOGROOT (default ./logs).
 #
@@ -37,8 +38,37 @@ M1="$MI --meta_batch_size=4 --update_batch_size=1"
 M5="$MI --meta_batch_size=4 --update_batch_size=5"
 TEST="--train=False --test_set=True"
 
+# RL (python -m rl.main): ENV is point, cheetah_vel, cheetah_dir, ant_vel or ant_dir; per-task
+# defaults (fast_lr, meta-batch, horizon, ...) come from flags/rl.py. Training always passes
+# --resume, so running a line again continues from its latest checkpoint (every iteration).
+RL_ITERS="${RL_ITERS:-500}"
+rl() {  # rl ENV METHOD [flags...]: METHOD maml|pretrained|oracle trains, *_test / random test
+  local env="$1" method="$2"; shift 2
+  local dir="$LOGROOT/rl/${env}_${method%_test}" common=(--env_name="$env" --seed=1)
+  case "$method" in
+    maml) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --logdir="$dir" "$@" ;;
+    pretrained) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --use_maml=False --logdir="$dir" "$@" ;;
+    oracle) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --use_maml=False --oracle --logdir="$dir" "$@" ;;
+    maml_test) "$PY" -m rl.main "${common[@]}" --mode=test --logdir="$dir" "$@" ;;
+    pretrained_test)  # the released test script fine-tuned the locomotion baseline with 0.02
+      local lr=(); [ "$env" = point ] || lr=(--fast_lr=0.02)
+      "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --logdir="$dir" "${lr[@]}" "$@" ;;
+    oracle_test) "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --oracle --logdir="$dir" "$@" ;;
+    random) "$PY" -m rl.main "${common[@]}" --mode=test --test_init=random --logdir="$dir" "$@" ;;
+  esac
+}
+rl_compare() {  # every test result of ENV found under $LOGROOT/rl, beside paper_numbers.json
+  local env="$1" files=(); shift
+  for m in maml pretrained random oracle; do
+    local f="$LOGROOT/rl/${env}_${m}/test_${m}.pkl"; [ -f "$f" ] && files+=("$f")
+  done
+  [ ${#files[@]} -gt 0 ] || { echo "run.sh: no test results for $env under $LOGROOT/rl" >&2; exit 2; }
+  "$PY" -m rl.compare --results="$(IFS=,; echo "${files[*]}")" --plot="$LOGROOT/rl/${env}_curves.png" "$@"
+}
+
 case "$name" in
-  list) sed -n 's/^  \([a-z0-9_.]*\))  *#\(.*\)$/\1\t\2/p' "$0" | column -t -s $'\t' ;;
+  list) sed -n -e 's/^  \([a-z0-9_.]*\))  *#\(.*\)$/\1\t\2/p' \
+              -e 's/^  #: \([A-Za-z0-9_]*\)  *\(.*\)$/\1\t \2/p' "$0" | column -t -s $'\t' ;;
   # --- sinusoid ---------------------------------------------------------------------------
   sinusoid_experiment)  # the main job: train 10-shot sinusoid MAML, test K=5,10,20, compare
     "$0" sinusoid "$@"
@@ -106,5 +136,24 @@ case "$name" in
     main $M5 --stop_grad=True --logdir="$LOGROOT/miniimagenet5shot/" "$@" ;;
   miniimagenet_5shot_fo_test)  # its test
     main $M5 --stop_grad=True --logdir="$LOGROOT/miniimagenet5shot/" $TEST "$@" ;;
+  # --- RL (section 5.3); ENV = point, cheetah_vel, cheetah_dir, ant_vel, ant_dir ----------
+  #: rl_ENV  MAML-TRPO on ENV, $RL_ITERS (500) meta-iterations, resumes; e.g. rl_cheetah_dir
+  #: rl_ENV_pretrained  baseline: TRPO on all tasks, no inner step
+  #: rl_ENV_oracle  baseline: goal in the observation
+  #: rl_ENV_test  test protocol (40 goals, 3 steps) on the best iteration; also _pretrained_test, _oracle_test
+  #: rl_ENV_random  baseline: test protocol from a random initialisation
+  #: rl_ENV_compare  table beside paper_numbers.json and Figure 4/5 plots of ENV's results
+  rl_*)
+    rest="${name#rl_}"
+    for env in point cheetah_vel cheetah_dir ant_vel ant_dir; do
+      case "$rest" in
+        "$env") rl "$env" maml "$@"; exit ;;
+        "${env}_compare") rl_compare "$env" "$@"; exit ;;
+        "${env}_"*) m="${rest#"${env}_"}"
+          case "$m" in pretrained|oracle|random|test|pretrained_test|oracle_test)
+            [ "$m" = test ] && m=maml_test; rl "$env" "$m" "$@"; exit ;; esac ;;
+      esac
+    done
+    echo "run.sh: unknown RL name '$name'; ./run.sh list shows the forms" >&2; exit 2 ;;
   *) echo "run.sh: unknown name '$name'; ./run.sh list shows the names" >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
     python -m rl.compare --results=logs/rl/point_maml/test_maml.pkl,logs/rl/point_pretrained/\
 test_pretrained.pkl --plot=docs/rl_point.png
 
-Paper numbers come from paper_numbers.json (key ``rl_average_return``; the authors' saved
+Paper numbers come from docs/paper_numbers.json (key ``rl_average_return``; the authors' saved
 per-step means). For the point robot the plot also shows paths before and after adaptation
 (``<plot>`` with ``_trajectories`` appended), as the paper's Figure 4. This is a small
 stand-alone tool with argparse: only rl/main.py reads absl flags.
@@ -18,7 +18,8 @@ import sys
 
 import numpy as np
 
-DEFAULT_PAPER = "/work/shared/reference/paper_numbers.json"
+from maml_tf.compare import DEFAULT_PAPER_NUMBERS  # docs/paper_numbers.json in this repository
+
 COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:green",
           "oracle": "tab:red"}
 
@@ -102,6 +103,7 @@ def plot_trajectories(result: dict, path: str, num_tasks: int = 4) -> None:
     import matplotlib.pyplot as plt
 
     paths = result["trajectories"]
+    num_tasks = min(num_tasks, len(result["tasks"]))
     fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 4), squeeze=False)
     for k, ax in enumerate(axes[0]):
         for step, style in ((0, ":"), (1, "-"), (len(paths) - 1, "-")):
@@ -127,7 +129,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", required=True,
                         help="comma-separated result pickles written by rl.main --mode=test")
-    parser.add_argument("--paper", default=DEFAULT_PAPER, help="paper_numbers.json")
+    parser.add_argument("--paper", default=DEFAULT_PAPER_NUMBERS,
+                        help="paper_numbers.json (default: the copy in docs/)")
     parser.add_argument("--plot", default=None, help="PNG path for the curves (optional)")
     args = parser.parse_args(argv)
     try:
