@@ -128,3 +128,49 @@ def test_unknown_env_name_is_a_clear_error():
     with pytest.raises(registry.UnknownEnvError, match="unknown environment 'cheetah'.*point"):
         registry.make_env("cheetah")
     assert registry.get_spec("HalfCheetahEnvRand").name == "cheetah_vel"
+
+
+@pytest.mark.parametrize("name", ["cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir"])
+def test_batched_mujoco_step_equals_single_steps(name):
+    """SerialVectorEnv steps MuJoCo envs through ``batch_step`` (array maths over the batch);
+    it must give exactly what stepping each env alone gives, including inactive envs."""
+    from rl.envs.base import SerialVectorEnv
+    tasks = registry.make_env(name).sample_tasks(4, np.random.RandomState(0))
+    vec = SerialVectorEnv([registry.make_env(name, oracle=True) for _ in range(4)])
+    singles = [registry.make_env(name, oracle=True) for _ in range(4)]
+    vec.set_tasks(tasks)
+    seeds = [11, 12, 13, 14]
+    obs = vec.reset_with_seeds(seeds)
+    for env, task, seed, row in zip(singles, tasks, seeds, obs):
+        env.set_task(task)
+        np.testing.assert_array_equal(env.reset(seed=seed)[0], row)
+    rng = np.random.default_rng(0)
+    active = np.array([True, True, False, True])
+    for _ in range(20):
+        actions = rng.standard_normal((4, vec.action_dim)) * 1.5
+        obs, rewards, dones = vec.step(actions, active)
+        for i in np.flatnonzero(active):
+            s_obs, s_reward, s_done, _, _ = singles[i].step(actions[i])
+            np.testing.assert_array_equal(obs[i], s_obs)
+            assert rewards[i] == s_reward and dones[i] == s_done
+    assert obs.shape[1] == vec.observation_dim
+
+
+def test_cheetah_partial_forward_gives_the_full_forward_quantities():
+    """The half-cheetah skips the full mj_forward after a step (kinematics, COM positions and
+    velocities only): what the observation and reward read must equal a full forward pass."""
+    import copy
+
+    import mujoco
+    env = registry.make_env("cheetah_vel")
+    assert not env.full_forward
+    env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        env.step(rng.standard_normal(6))
+    reference = copy.copy(env.data)
+    mujoco.mj_forward(env.model, reference)
+    mujoco.mj_subtreeVel(env.model, reference)
+    np.testing.assert_array_equal(reference.subtree_com, env.data.subtree_com)
+    np.testing.assert_array_equal(reference.subtree_linvel, env.data.subtree_linvel)
+    np.testing.assert_array_equal(reference.qpos, env.data.qpos)

@@ -32,30 +32,39 @@ class AntEnvBase(MujocoTaskEnv):
         # cfrc_ext is only filled by the post-constraint RNE pass (not by mj_forward).
         mujoco.mj_rnePostConstraint(self.model, self.data)
 
-    def _contact_forces(self):
-        return np.clip(self.data.cfrc_ext, -1.0, 1.0)
+    @staticmethod
+    def _contact_forces(envs):
+        return np.clip(np.stack([env.cfrc_ext for env in envs]), -1.0, 1.0)
 
-    def _get_obs(self):
+    @classmethod
+    def _batch_obs(cls, envs, tasks, contact=None):
+        contact = cls._contact_forces(envs) if contact is None else contact
         obs = np.concatenate([
-            self.data.qpos, self.data.qvel, self._contact_forces().ravel(),
-            self.data.xmat[self.torso_id], self.torso_com()])
-        return self._with_oracle(obs)
+            np.stack([env.qpos for env in envs]), np.stack([env.qvel for env in envs]),
+            contact.reshape(len(envs), -1),
+            np.stack([env.torso_xmat_view for env in envs]),
+            np.stack([env.torso_com_view for env in envs])], axis=1)
+        return cls._with_oracle(envs, obs, tasks)
 
-    def forward_reward(self, velocity: float) -> float:
+    @staticmethod
+    def forward_reward(velocity, task):
+        """Task term of the reward, elementwise over arrays of velocities and tasks."""
         raise NotImplementedError
 
-    def step(self, action):
-        ctrl = self._simulate(action)
-        velocity = float(self.torso_com_velocity()[0])
-        scaling = 0.5 * (self.ctrl_high - self.ctrl_low)
-        ctrl_cost = CTRL_COST * float(np.sum(np.square(ctrl / scaling)))
-        contact_cost = CONTACT_COST * float(np.sum(np.square(self._contact_forces())))
-        reward = self.forward_reward(velocity) - ctrl_cost - contact_cost + SURVIVE_REWARD
-        state = np.concatenate([self.data.qpos, self.data.qvel])
-        height = self.data.qpos[2]
-        alive = np.isfinite(state).all() and HEIGHT_RANGE[0] <= height <= HEIGHT_RANGE[1]
+    @classmethod
+    def _batch_outputs(cls, envs, ctrl, tasks, velocity):
+        first = envs[0]
+        scaling = 0.5 * (first.ctrl_high - first.ctrl_low)
+        contact = cls._contact_forces(envs)
+        ctrl_cost = CTRL_COST * np.sum(np.square(ctrl / scaling), axis=1)
+        contact_cost = CONTACT_COST * np.sum(np.square(contact.reshape(len(envs), -1)), axis=1)
+        reward = cls.forward_reward(velocity, tasks) - ctrl_cost - contact_cost + SURVIVE_REWARD
+        qpos, qvel = np.stack([env.qpos for env in envs]), np.stack([env.qvel for env in envs])
+        height = qpos[:, 2]
+        alive = (np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
+                 & (HEIGHT_RANGE[0] <= height) & (height <= HEIGHT_RANGE[1]))
         info = {"velocity": velocity, "ctrl_cost": ctrl_cost, "contact_cost": contact_cost}
-        return self._get_obs(), reward, not alive, False, info
+        return cls._batch_obs(envs, tasks, contact), reward, ~alive, info
 
 
 class AntVelEnv(AntEnvBase):
@@ -64,8 +73,9 @@ class AntVelEnv(AntEnvBase):
     def sample_tasks(self, num_tasks, rng):
         return list(rng.uniform(0.0, 3.0, size=(num_tasks,)))
 
-    def forward_reward(self, velocity):
-        return -abs(velocity - self._task) + 1.0
+    @staticmethod
+    def forward_reward(velocity, task):
+        return -np.abs(velocity - task) + 1.0
 
 
 class AntDirEnv(AntEnvBase):
@@ -78,5 +88,6 @@ class AntDirEnv(AntEnvBase):
         draws = rng.uniform(0.0, 3.0, size=(num_tasks,))
         return list(np.where(draws < 1.5, -1.0, 1.0))
 
-    def forward_reward(self, velocity):
-        return self._task * velocity
+    @staticmethod
+    def forward_reward(velocity, task):
+        return task * velocity

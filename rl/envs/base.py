@@ -48,6 +48,14 @@ class TaskEnv(gym.Env, abc.ABC):
     def get_task(self):
         """The current task."""
 
+    @classmethod
+    def batch_step(cls, envs, actions):
+        """Steps several instances at once: (observations, rewards, dones, infos) as arrays.
+        This default loops over ``step``; MuJoCo tasks override it with array operations."""
+        results = [env.step(action) for env, action in zip(envs, actions)]
+        return (np.stack([r[0] for r in results]), np.array([r[1] for r in results]),
+                np.array([r[2] for r in results], dtype=bool), {})
+
 
 class VectorTaskEnv(abc.ABC):
     """A batch of environments stepped together; finished ones are frozen (not stepped)."""
@@ -105,11 +113,11 @@ class SerialVectorEnv(VectorTaskEnv):
     def step(self, actions, active):
         rewards = np.zeros(self.num_envs)
         dones = np.zeros(self.num_envs, dtype=bool)
-        for i in np.flatnonzero(active):
-            obs, reward, terminated, _, _ = self.envs[i].step(actions[i])
-            self._last_obs[i] = obs
-            rewards[i] = reward
-            dones[i] = terminated
+        index = np.flatnonzero(active)
+        if index.size:
+            obs, rewards[index], dones[index], _ = type(self.envs[0]).batch_step(
+                [self.envs[i] for i in index], np.asarray(actions)[index])
+            self._last_obs[index] = obs
         return self._last_obs.copy(), rewards, dones
 
     def close(self):

@@ -16,21 +16,26 @@ CTRL_COST = 0.05  # rllab: 1e-1 * 0.5 * |a|^2
 class HalfCheetahEnvBase(MujocoTaskEnv):
     xml_file = "half_cheetah.xml"
     frame_skip = 1
+    full_forward = False   # no contact forces in the observation
 
-    def _get_obs(self):
-        obs = np.concatenate([self.data.qpos[1:], self.data.qvel, self.torso_com()])
-        return self._with_oracle(obs)
+    @classmethod
+    def _batch_obs(cls, envs, tasks):
+        obs = np.concatenate([np.stack([env.qpos[1:] for env in envs]),
+                              np.stack([env.qvel for env in envs]),
+                              np.stack([env.torso_com_view for env in envs])], axis=1)
+        return cls._with_oracle(envs, obs, tasks)
 
-    def forward_reward(self, velocity: float) -> float:
+    @staticmethod
+    def forward_reward(velocity, task):
+        """Task term of the reward, elementwise over arrays of velocities and tasks."""
         raise NotImplementedError
 
-    def step(self, action):
-        ctrl = self._simulate(action)
-        velocity = float(self.torso_com_velocity()[0])
-        ctrl_cost = CTRL_COST * float(np.sum(np.square(ctrl)))
-        reward = self.forward_reward(velocity) - ctrl_cost
+    @classmethod
+    def _batch_outputs(cls, envs, ctrl, tasks, velocity):
+        ctrl_cost = CTRL_COST * np.sum(np.square(ctrl), axis=1)
+        reward = cls.forward_reward(velocity, tasks) - ctrl_cost
         info = {"velocity": velocity, "ctrl_cost": ctrl_cost}
-        return self._get_obs(), reward, False, False, info
+        return cls._batch_obs(envs, tasks), reward, np.zeros(len(envs), dtype=bool), info
 
 
 class HalfCheetahVelEnv(HalfCheetahEnvBase):
@@ -39,8 +44,9 @@ class HalfCheetahVelEnv(HalfCheetahEnvBase):
     def sample_tasks(self, num_tasks, rng):
         return list(rng.uniform(0.0, 2.0, size=(num_tasks,)))
 
-    def forward_reward(self, velocity):
-        return -abs(velocity - self._task)
+    @staticmethod
+    def forward_reward(velocity, task):
+        return -np.abs(velocity - task)
 
 
 class HalfCheetahDirEnv(HalfCheetahEnvBase):
@@ -53,5 +59,6 @@ class HalfCheetahDirEnv(HalfCheetahEnvBase):
         draws = rng.uniform(0.0, 2.0, size=(num_tasks,))
         return list(np.where(draws < 1.0, -1.0, 1.0))
 
-    def forward_reward(self, velocity):
-        return self._task * velocity
+    @staticmethod
+    def forward_reward(velocity, task):
+        return task * velocity
