@@ -13,6 +13,9 @@
 # - each baseline gets its own --logdir: the original's experiment name does not encode
 #   --pretrain_iterations, so MAML and the pretrained baseline would share a directory.
 set -euo pipefail
+# The whole script is one { ... } block: bash parses it completely before running anything, so
+# editing run.sh while a long training started from it is running cannot break that run.
+{
 cd "$(dirname "$0")"
 PY="${PY:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
@@ -157,3 +160,5 @@ case "$name" in
     echo "run.sh: unknown RL name '$name'; ./run.sh list shows the forms" >&2; exit 2 ;;
   *) echo "run.sh: unknown name '$name'; ./run.sh list shows the names" >&2; exit 2 ;;
 esac
+exit
+}
