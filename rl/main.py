@@ -96,8 +96,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
-    import tensorflow as tf
-    tf.get_logger().setLevel("WARNING")  # checkpoint "Sharding callback" chatter
+    # TensorFlow's checkpoint saver logs "Sharding callback duration" through absl at INFO on
+    # every save (every iteration here); keep our INFO lines, drop that one.
+    logging.get_absl_handler().addFilter(
+        lambda record: not record.getMessage().startswith("Sharding callback duration"))
     cfg = train_config()
     if FLAGS.mode in ("train", "train_and_test"):
         from rl.trainer import Trainer
