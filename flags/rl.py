@@ -40,6 +40,9 @@ flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minu
 # ---- TRPO details ----------------------------------------------------------------------
 flags.DEFINE_enum("hvp", "fd", ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
                   "symmetric finite differences (the original), 'exact' double backprop")
+flags.DEFINE_float("fd_base_eps", 1e-8, "finite-difference HVP step: eps = fd_base_eps / "
+                   "(||theta|| + 1e-8). 1e-8 is the documented value; the released maml_rl code "
+                   "effectively ran with 1.0 (docs/RL.md)")
 flags.DEFINE_integer("cg_iters", 10, "conjugate-gradient iterations")
 flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hessian")
 flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")
@@ -102,6 +105,7 @@ flags.register_validator("step_size", lambda v: v > 0, message="--step_size must
 flags.register_validator("discount", lambda v: 0 < v <= 1, message="--discount must be in (0, 1]")
 flags.register_validator("gae_lambda", lambda v: 0 <= v <= 1,
                          message="--gae_lambda must be in [0, 1]")
+flags.register_validator("fd_base_eps", lambda v: v > 0, message="--fd_base_eps must be > 0")
 flags.register_validator("cg_damping", lambda v: v >= 0, message="--cg_damping must be >= 0")
 flags.register_validator("backtrack_ratio", lambda v: 0 < v < 1,
                          message="--backtrack_ratio must be in (0, 1)")
