@@ -37,8 +37,8 @@ class AntEnvBase(MujocoTaskEnv):
         return np.clip(np.stack([env.cfrc_ext for env in envs]), -1.0, 1.0)
 
     @classmethod
-    def _batch_obs(cls, envs, tasks, contact=None):
-        contact = cls._contact_forces(envs) if contact is None else contact
+    def _batch_obs(cls, envs, tasks):
+        contact = cls._contact_forces(envs)
         obs = np.concatenate([
             np.stack([env.qpos for env in envs]), np.stack([env.qvel for env in envs]),
             contact.reshape(len(envs), -1),
@@ -54,17 +54,20 @@ class AntEnvBase(MujocoTaskEnv):
     @classmethod
     def _batch_outputs(cls, envs, ctrl, tasks, velocity):
         first = envs[0]
+        obs = cls._batch_obs(envs, tasks)
+        # the state and the clipped contact forces are the observation's leading columns
+        num_state = first.model.nq + first.model.nv
+        state = obs[:, :num_state]
+        contact = obs[:, num_state:num_state + first.cfrc_ext.size]
         scaling = 0.5 * (first.ctrl_high - first.ctrl_low)
-        contact = cls._contact_forces(envs)
         ctrl_cost = CTRL_COST * np.sum(np.square(ctrl / scaling), axis=1)
-        contact_cost = CONTACT_COST * np.sum(np.square(contact.reshape(len(envs), -1)), axis=1)
+        contact_cost = CONTACT_COST * np.sum(np.square(contact), axis=1)
         reward = cls.forward_reward(velocity, tasks) - ctrl_cost - contact_cost + SURVIVE_REWARD
-        qpos, qvel = np.stack([env.qpos for env in envs]), np.stack([env.qvel for env in envs])
-        height = qpos[:, 2]
-        alive = (np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
+        height = state[:, 2]
+        alive = (np.isfinite(state).all(axis=1)
                  & (HEIGHT_RANGE[0] <= height) & (height <= HEIGHT_RANGE[1]))
         info = {"velocity": velocity, "ctrl_cost": ctrl_cost, "contact_cost": contact_cost}
-        return cls._batch_obs(envs, tasks, contact), reward, ~alive, info
+        return obs, reward, ~alive, info
 
 
 class AntVelEnv(AntEnvBase):
