@@ -11,14 +11,13 @@ stand-alone tool with argparse: only rl/main.py reads absl flags.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import sys
 
 import numpy as np
 
-from maml_tf.compare import DEFAULT_PAPER_NUMBERS  # docs/paper_numbers.json in this repository
+from maml_tf.compare import DEFAULT_PAPER_NUMBERS, load_paper_numbers  # docs/paper_numbers.json
 
 COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:green",
           "oracle": "tab:red"}
@@ -139,8 +138,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
     paper = {}
     if os.path.exists(args.paper):
-        with open(args.paper) as handle:
-            paper = json.load(handle).get("rl_average_return", {})
+        paper = load_paper_numbers(args.paper).get("rl_average_return", {})
     else:
         print(f"(paper numbers not found at {args.paper}; showing ours only)", file=sys.stderr)
     print(comparison_table(results, paper))
