@@ -40,9 +40,10 @@ flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minu
 # ---- TRPO details ----------------------------------------------------------------------
 flags.DEFINE_enum("hvp", "fd", ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
                   "symmetric finite differences (the original), 'exact' double backprop")
-flags.DEFINE_float("fd_base_eps", 1e-8, "finite-difference HVP step: eps = fd_base_eps / "
-                   "(||theta|| + 1e-8). 1e-8 is the documented value; the released maml_rl code "
-                   "effectively ran with 1.0 (docs/RL.md)")
+flags.DEFINE_float("fd_base_eps", 1.0, "finite-difference HVP step: eps = fd_base_eps / "
+                   "(||theta|| + 1e-8). 1.0 is what the released maml_rl optimizer passed "
+                   "(FiniteDifferenceHvp(num_slices)); PROTOCOL.md's 1e-8 is rounding noise in "
+                   "float32 (docs/RL.md)")
 flags.DEFINE_integer("cg_iters", 10, "conjugate-gradient iterations")
 flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hessian")
 flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")
@@ -51,9 +52,9 @@ flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is
 flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths (ReLU)")
 flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
-                  "policy precision. float32 as the original; note that in float32 the "
-                  "finite-difference HVP's eps (~1e-9) is mostly below the parameters' "
-                  "resolution (docs/RL.md); float64 makes it exact to ~1e-8 but is ~10x slower")
+                  "policy precision. float32 as the original; float64 lets a tiny "
+                  "--fd_base_eps (e.g. the documented 1e-8) give an accurate product, but is "
+                  "~10x slower (docs/RL.md)")
 # ---- run -------------------------------------------------------------------------------
 flags.DEFINE_enum("mode", "train", ["train", "test", "train_and_test"],
                   "train, run the test protocol, or both")
