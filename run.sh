@@ -48,10 +48,13 @@ RL_ITERS="${RL_ITERS:-500}"
 rl() {  # rl ENV METHOD [flags...]: METHOD maml|pretrained|oracle trains, *_test / random test
   local env="$1" method="$2"; shift 2
   local dir="$LOGROOT/rl/${env}_${method%_test}" common=(--env_name="$env" --seed=1)
+  # locomotion trains with the FD step maml_rl's optimizer actually passed (docs/RL.md)
+  local train=("${common[@]}" --mode=train --resume --n_itr="$RL_ITERS")
+  [ "$env" = point ] || train+=(--fd_base_eps=1.0)
   case "$method" in
-    maml) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --logdir="$dir" "$@" ;;
-    pretrained) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --use_maml=False --logdir="$dir" "$@" ;;
-    oracle) "$PY" -m rl.main "${common[@]}" --mode=train --resume --n_itr="$RL_ITERS" --use_maml=False --oracle --logdir="$dir" "$@" ;;
+    maml) "$PY" -m rl.main "${train[@]}" --logdir="$dir" "$@" ;;
+    pretrained) "$PY" -m rl.main "${train[@]}" --use_maml=False --logdir="$dir" "$@" ;;
+    oracle) "$PY" -m rl.main "${train[@]}" --use_maml=False --oracle --logdir="$dir" "$@" ;;
     maml_test) "$PY" -m rl.main "${common[@]}" --mode=test --logdir="$dir" "$@" ;;
     pretrained_test)  # the released test script fine-tuned the locomotion baseline with 0.02
       local lr=(); [ "$env" = point ] || lr=(--fast_lr=0.02)

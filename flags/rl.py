@@ -40,10 +40,11 @@ flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minu
 # ---- TRPO details ----------------------------------------------------------------------
 flags.DEFINE_enum("hvp", "fd", ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
                   "symmetric finite differences (the original), 'exact' double backprop")
-flags.DEFINE_float("fd_base_eps", 1.0, "finite-difference HVP step: eps = fd_base_eps / "
-                   "(||theta|| + 1e-8). 1.0 is what the released maml_rl optimizer passed "
-                   "(FiniteDifferenceHvp(num_slices)); PROTOCOL.md's 1e-8 is rounding noise in "
-                   "float32 (docs/RL.md)")
+flags.DEFINE_float("fd_base_eps", 1e-8, "finite-difference HVP step: eps = fd_base_eps / "
+                   "(||theta|| + 1e-8), applied to the unnormalised CG vector. 1e-8 is the "
+                   "documented value; the released maml_rl optimizer passed 1.0 "
+                   "(FiniteDifferenceHvp(num_slices)). run.sh uses 1.0 for the locomotion "
+                   "tasks, where it was measured better (docs/RL.md)")
 flags.DEFINE_integer("cg_iters", 10, "conjugate-gradient iterations")
 flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hessian")
 flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")

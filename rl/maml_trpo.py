@@ -57,7 +57,7 @@ class TRPOConfig:
     backtrack_ratio: float = 0.8
     max_backtracks: int = 15
     hvp: str = "fd"                # "fd" (original) or "exact" (double backprop)
-    fd_base_eps: float = 1.0       # what the released optimizer passed (docs/RL.md)
+    fd_base_eps: float = 1e-8      # documented; the released optimizer passed 1.0 (docs/RL.md)
 
 
 class MAMLTRPO:

@@ -4,8 +4,9 @@ Pure functions on flat numpy vectors (float64 accumulation), so they can be test
 systems. ``finite_difference_hvp`` is the original's product (symmetric difference of the
 KL's gradient with eps = base_eps / (||params|| + 1e-8)): it avoids third derivatives through
 the inner policy-gradient step; the exact double-backprop product is the comparison option.
-The function keeps rllab's nominal base_eps 1e-8; the trainer passes ``TRPOConfig.fd_base_eps``
-(1.0, the value maml_rl's optimizer actually passed, see docs/RL.md).
+The perturbation is eps times the *unnormalised* vector (as rllab), so the product's accuracy
+depends on the CG vector's scale; docs/RL.md measures both the documented base_eps (1e-8) and
+the one maml_rl's optimizer actually passed (1.0).
 """
 from __future__ import annotations
 

@@ -63,3 +63,22 @@ def test_rl_point_round_trip(tmp_path):
     compared = run_sh("rl_point_compare", logroot=tmp_path).stdout
     assert "-40.41" in compared and "-82.66" in compared   # paper's MAML and random rows
     assert (tmp_path / "rl" / "point_curves.png").stat().st_size > 0
+
+
+def test_rl_training_lines_pass_the_fd_step(tmp_path):
+    """Locomotion trains with the released optimizer's FD step (1.0), the point robot with the
+    documented one (the flag default); a stand-in interpreter records the command line."""
+    echo = tmp_path / "echo_python"
+    echo.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    echo.chmod(0o755)
+    env = dict(os.environ, LOGROOT=str(tmp_path), PY=str(echo))
+
+    def command(name):
+        return subprocess.run([RUN_SH, name], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    for name in ["rl_cheetah_dir", "rl_cheetah_vel_pretrained", "rl_ant_dir_oracle"]:
+        args = command(name)
+        assert "--fd_base_eps=1.0" in args and "--mode=train" in args, (name, args)
+    assert not any(a.startswith("--fd_base_eps") for a in command("rl_point"))
+    assert not any(a.startswith("--fd_base_eps") for a in command("rl_cheetah_dir_test"))
