@@ -106,6 +106,8 @@ def main() -> int:
                         help="meta-iterations per configuration (0 skips)")
     parser.add_argument("--meta_configs", default="point:20:20,cheetah_vel:40:20",
                         help="env:meta_batch_size:fast_batch_size,...")
+    parser.add_argument("--meta_workers", type=int, default=0,
+                        help="worker processes for the MuJoCo meta-iterations (point: always 0)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     from rl.envs.mujoco_base import route_mujoco_warnings
@@ -128,7 +130,7 @@ def main() -> int:
     if args.meta_iters > 0:
         for item in args.meta_configs.split(","):
             env_name, tasks, episodes = item.split(":")
-            workers = 0 if env_name == "point" else 2
+            workers = 0 if env_name == "point" else args.meta_workers
             result = meta_iterations(env_name, int(tasks), int(episodes), workers,
                                      args.meta_iters)
             report["meta_iteration"][item] = result
