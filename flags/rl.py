@@ -57,8 +57,10 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
                   "--fd_base_eps (e.g. the documented 1e-8) give an accurate product, but is "
                   "~10x slower (docs/RL.md)")
 # ---- run -------------------------------------------------------------------------------
-flags.DEFINE_enum("mode", "train", ["train", "test", "train_and_test"],
-                  "train, run the test protocol, or both")
+flags.DEFINE_enum("mode", "train", ["train", "test", "train_and_test", "export"],
+                  "train, run the test protocol, both, or only export (--export_dir)")
+flags.DEFINE_string("export_dir", "", "also write the policy of --test_checkpoint in --logdir "
+                    "as a SavedModel here (signatures act, adapt_and_act; docs/RL.md)")
 flags.DEFINE_integer("seed", 1, "random seed (tasks, rollouts, initialisation)")
 flags.DEFINE_string("logdir", "logs/rl/point", "checkpoints, TensorBoard summaries, progress.csv")
 flags.DEFINE_boolean("resume", False, "continue from the latest checkpoint in --logdir")

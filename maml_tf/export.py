@@ -14,15 +14,20 @@ from maml_tf import maml
 from maml_tf.maml import InnerLoopSpec
 
 
+def frozen_copies(variables: dict) -> dict:
+    """Non-trainable plain tf.Variables holding the current values of ``variables`` (name ->
+    Keras or TF variable), so a SavedModel holds no Keras objects; the architecture is
+    captured by tracing a functional forward pass. Shared with the RL policy export."""
+    return {name: tf.Variable(tf.convert_to_tensor(variable), trainable=False,
+                              name=name.replace("/", "_"))
+            for name, variable in variables.items()}
+
+
 class _ExportedMetaLearner(tf.Module):
     def __init__(self, model, spec: InnerLoopSpec, num_steps: int):
         super().__init__(name="maml_meta_learner")
-        # Plain tf.Variables copied from the Keras model, so the SavedModel holds no Keras
-        # objects; the architecture is captured by tracing ``functional_forward``.
-        self.adapted = {n: tf.Variable(v.value, trainable=False, name=n)
-                        for n, v in model.adapted.items()}
-        self.shared = {n: tf.Variable(v.value, trainable=False, name=n)
-                       for n, v in model.shared.items()}
+        self.adapted = frozen_copies(model.adapted)
+        self.shared = frozen_copies(model.shared)
         # Recorded for users of the SavedModel (variables, so they are saved); the traced
         # graph itself uses the Python values.
         self.update_lr = tf.Variable(spec.update_lr, dtype=model.dtype, trainable=False)

@@ -7,6 +7,8 @@
     python -m rl.main --env_name=point --use_maml=False --logdir=logs/rl/point_pretrained ...
     python -m rl.main --env_name=point --oracle --use_maml=False --logdir=logs/rl/point_oracle
     python -m rl.main --env_name=point --mode=test --test_init=random --logdir=logs/rl/point_random
+    # the best iteration's policy as a SavedModel (act, adapt_and_act)
+    python -m rl.main --env_name=point --mode=export --logdir=logs/rl/point_maml --export_dir=DIR
 
 This is the only RL module that reads absl flags; it turns them into rl.config objects.
 """
@@ -65,14 +67,13 @@ def eval_config():
         num_workers=rl_flags.resolved("num_workers"), method=method_name())
 
 
-def run_test(train_cfg) -> None:
+def restore_policy(train_cfg, oracle: bool):
+    """The policy of --test_checkpoint in --logdir (or the random initialisation)."""
     from maml_tf.checkpoint import IterationCheckpointer
     from rl.envs.registry import make_env
-    from rl.evaluate import evaluate, save_results
     from rl.trainer import build_policy
 
-    cfg = eval_config()
-    env = make_env(cfg.env_name, cfg.oracle)
+    env = make_env(train_cfg.env_name, oracle)
     policy = build_policy(train_cfg.policy, env.observation_space.shape[0],
                           env.action_space.shape[0], FLAGS.seed)
     if FLAGS.test_init == "checkpoint":
@@ -84,13 +85,30 @@ def run_test(train_cfg) -> None:
         if iteration is None:
             raise app.UsageError(f"no checkpoint in {checkpointer.directory}; train first or "
                                  f"use --test_init=random")
-        logging.info("testing the policy of iteration %d (%s)", iteration, which)
+        logging.info("restored the policy of iteration %d (%s)", iteration, which)
+    return policy
+
+
+def run_test(train_cfg) -> None:
+    from rl.evaluate import evaluate, save_results
+
+    cfg = eval_config()
+    policy = restore_policy(train_cfg, cfg.oracle)
     result = evaluate(policy, cfg, FLAGS.discount, FLAGS.gae_lambda)
     path = FLAGS.test_results or os.path.join(FLAGS.logdir, f"test_{cfg.method}.pkl")
     pickle_path, csv_path = save_results(result, path)
     means = " ".join(f"{m:.2f}" for m in result["mean_per_step"])
     print(f"{cfg.env_name} {cfg.method}: average return after 0..{cfg.num_steps} steps: "
           f"{means}  ({pickle_path}, {csv_path})")
+
+
+def run_export(train_cfg) -> None:
+    from rl.export import export_policy
+    from rl.maml_trpo import MAMLTRPO
+
+    policy = restore_policy(train_cfg, train_cfg.oracle)
+    path = export_policy(MAMLTRPO(policy, train_cfg.trpo), FLAGS.export_dir)
+    print(f"exported the {train_cfg.env_name} policy ({FLAGS.test_checkpoint}) to {path}")
 
 
 def main(argv):
@@ -101,6 +119,8 @@ def main(argv):
     # every save (every iteration here); keep our INFO lines, drop that one.
     logging.get_absl_handler().addFilter(
         lambda record: not record.getMessage().startswith("Sharding callback duration"))
+    if FLAGS.mode == "export" and not FLAGS.export_dir:
+        raise app.UsageError("--mode=export needs --export_dir")
     cfg = train_config()
     if FLAGS.mode in ("train", "train_and_test"):
         from rl.trainer import Trainer
@@ -111,6 +131,8 @@ def main(argv):
             trainer.close()
     if FLAGS.mode in ("test", "train_and_test"):
         run_test(cfg)
+    if FLAGS.export_dir:
+        run_export(cfg)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ def _run(*args):
     (["--hidden_sizes=100,abc"], "--hidden_sizes must be a comma-separated list"),
     (["--test_checkpoint=newest"], "--test_checkpoint must be"),
     (["--discount=1.5"], "--discount must be in (0, 1]"),
+    (["--mode=export"], "--mode=export needs --export_dir"),
 ])
 def test_bad_flags_fail_before_any_work(args, message):
     result = _run(*args)

@@ -1,0 +1,67 @@
+"""Export a meta-trained Gaussian MLP policy as a self-contained SavedModel.
+
+Two signatures, needing only TensorFlow to load (none of this project's code):
+
+- ``act(observations)``: mean and log-std of the meta-learned (pre-update) policy;
+- ``adapt_and_act(observations, actions, advantages, query_observations)``: one vanilla
+  policy-gradient step with ``fast_lr`` on one task's samples *inside the graph* (the
+  training code's own inner step, ``MAMLTRPO.adapt_step``), then the adapted policy's mean
+  and log-std at ``query_observations``.
+
+Rollouts cannot live in a graph, so the caller samples with ``act``, computes advantages as
+training did (discounted returns minus the linear feature baseline, centred and scaled per
+task; ``rl.baseline``) and calls ``adapt_and_act``: the paper's one-step adaptation. The
+step size is fixed at export time (``fast_lr`` records it).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from maml_tf.export import frozen_copies
+from rl.maml_trpo import MAMLTRPO, TaskBatch
+
+
+class _ExportedPolicy(tf.Module):
+    def __init__(self, learner: MAMLTRPO):
+        super().__init__(name="maml_trpo_policy")
+        policy = learner.policy
+        dtype = learner.dtype
+        self.params = frozen_copies(dict(policy.named_variables()))
+        # Recorded for users of the SavedModel; the traced graph uses the Python value.
+        self.fast_lr = tf.Variable(learner.config.fast_lr, dtype=dtype, trainable=False)
+        fast_lr = tf.constant(learner.config.fast_lr, dtype)
+        obs_dim = policy.obs_dim
+        act_dim = policy.act_dim
+
+        def task_params():   # one task: the leading task dimension of the training code
+            return {name: tf.convert_to_tensor(v)[None] for name, v in self.params.items()}
+
+        def as_dict(mean, log_std):
+            return {"mean": mean[0], "log_std": log_std[0]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, obs_dim], dtype,
+                                                     name="observations")])
+        def act(observations):
+            return as_dict(*policy.mean_and_log_std(observations[None], task_params()))
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, obs_dim], dtype, name="observations"),
+            tf.TensorSpec([None, act_dim], dtype, name="actions"),
+            tf.TensorSpec([None], dtype, name="advantages"),
+            tf.TensorSpec([None, obs_dim], dtype, name="query_observations")])
+        def adapt_and_act(observations, actions, advantages, query_observations):
+            batch = TaskBatch(observations[None], actions[None], advantages[None],
+                              tf.ones_like(advantages)[None])
+            adapted = learner.adapt_step(task_params(), batch, fast_lr)
+            return as_dict(*policy.mean_and_log_std(query_observations[None], adapted))
+
+        self.act = act
+        self.adapt_and_act = adapt_and_act
+
+
+def export_policy(learner: MAMLTRPO, export_dir: str) -> str:
+    """Writes the SavedModel of ``learner.policy`` (its current weights); returns the path."""
+    module = _ExportedPolicy(learner)
+    tf.saved_model.save(module, export_dir, signatures={
+        "act": module.act, "adapt_and_act": module.adapt_and_act})
+    return export_dir
