@@ -56,9 +56,8 @@ rl() {  # rl ENV METHOD [flags...]: METHOD maml|pretrained|oracle trains, *_test
     pretrained) "$PY" -m rl.main "${train[@]}" --use_maml=False --logdir="$dir" "$@" ;;
     oracle) "$PY" -m rl.main "${train[@]}" --use_maml=False --oracle --logdir="$dir" "$@" ;;
     maml_test) "$PY" -m rl.main "${common[@]}" --mode=test --logdir="$dir" "$@" ;;
-    pretrained_test)  # the released test script fine-tuned the locomotion baseline with 0.02
-      local lr=(); [ "$env" = point ] || lr=(--fast_lr=0.02)
-      "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --logdir="$dir" "${lr[@]}" "$@" ;;
+    pretrained_test)  # its test step size comes from flags/rl.py (the released scripts')
+      "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --logdir="$dir" "$@" ;;
     oracle_test) "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --oracle --logdir="$dir" "$@" ;;
     random) "$PY" -m rl.main "${common[@]}" --mode=test --test_init=random --logdir="$dir" "$@" ;;
   esac

@@ -74,10 +74,16 @@ flags.DEFINE_enum("test_init", "checkpoint", ["checkpoint", "random"],
                   "(the random baseline; uses --seed)")
 flags.DEFINE_integer("test_num_tasks", 40, "test tasks")
 flags.DEFINE_integer("test_num_episodes", None, "trajectories per task and step at test time; "
-                     "default 4000 steps' worth as the released test scripts: 40 (point), "
-                     "20 (locomotion)")
+                     "default as the released test scripts: 40 (point), 20 (locomotion), "
+                     "40 (ant_dir)")
 flags.DEFINE_integer("test_num_steps", 3, "policy-gradient steps at test time")
-flags.DEFINE_integer("test_goal_seed", 1, "numpy seed of the test goals")
+flags.DEFINE_float("test_fast_lr", None, "first test step size; default as the released test "
+                   "scripts: MAML --fast_lr; pretrained 0.5 (point), 0.02 (cheetah_vel), 0.2 "
+                   "(others); random 0.5 (point), 0.1 (cheetah_vel), 1.0 (others)")
+flags.DEFINE_float("test_lr_decay", None, "later test steps use test_fast_lr * this; default "
+                   "0.5 (0.01 for ant_dir, as its released test script)")
+flags.DEFINE_integer("test_goal_seed", None, "numpy seed of the test goals; default 1 (2 for "
+                     "ant_dir, as its released test script)")
 flags.DEFINE_string("test_results", None, "output pickle (a CSV is written beside it); "
                                           "default <logdir>/test_<method>.pkl")
 flags.DEFINE_string("method_name", None, "label in the results: default maml, pretrained, "
@@ -98,6 +104,10 @@ for _name in ("meta_batch_size", "fast_batch_size", "max_path_length"):
                              message=f"--{_name} must be a positive integer")
 flags.register_validator("test_num_episodes", lambda v: v is None or v >= 1,
                          message="--test_num_episodes must be a positive integer")
+flags.register_validator("test_fast_lr", lambda v: v is None or v >= 0,
+                         message="--test_fast_lr must be >= 0")
+flags.register_validator("test_lr_decay", lambda v: v is None or v >= 0,
+                         message="--test_lr_decay must be >= 0")
 for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_num_tasks"):
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
@@ -126,17 +136,38 @@ def task_defaults(env_name: str) -> dict:
     """The paper's / released scripts' per-task settings used when a flag is left unset."""
     spec = get_spec(env_name)
     point = spec.name == "point"
+    ant_dir = spec.name == "ant_dir"
     return {
         "fast_lr": 0.5 if point else 0.1,
         "meta_batch_size": 20 if point else 40,
-        "fast_batch_size": 40 if spec.name == "ant_dir" else 20,
+        "fast_batch_size": 40 if ant_dir else 20,
         "max_path_length": spec.horizon,
         "num_workers": 2 if spec.mujoco else 0,
-        "test_num_episodes": 4000 // spec.horizon,
+        # maml_rl's test_maml_*.py: batch_size 4000 steps (8000 for ant_dir), later steps at
+        # 0.5 x the first (0.01 x for ant_dir), goals from np.random.seed(1) (2 for ant_dir)
+        "test_num_episodes": (8000 if ant_dir else 4000) // spec.horizon,
+        "test_lr_decay": 0.01 if ant_dir else 0.5,
+        "test_goal_seed": 2 if ant_dir else 1,
     }
 
 
-def resolved(name: str):
-    """A flag's value, or its task default when unset."""
+def test_step_size(env_name: str, method: str, fast_lr: float) -> float:
+    """First test step of the released test scripts' ``step_sizes`` lists (maml, pretrain,
+    random): MAML adapts with its training fast_lr; the baselines used their own."""
+    name = get_spec(env_name).name
+    if method == "pretrained":
+        return {"point": 0.5, "cheetah_vel": 0.02}.get(name, 0.2)
+    if method == "random":
+        return {"point": 0.5, "cheetah_vel": 0.1}.get(name, 1.0)
+    return fast_lr
+
+
+def resolved(name: str, method: str | None = None):
+    """A flag's value, or its task default when unset (``test_fast_lr`` also needs the
+    method: maml, pretrained, random or oracle)."""
     value = getattr(FLAGS, name)
-    return task_defaults(FLAGS.env_name)[name] if value is None else value
+    if value is not None:
+        return value
+    if name == "test_fast_lr":
+        return test_step_size(FLAGS.env_name, method, resolved("fast_lr"))
+    return task_defaults(FLAGS.env_name)[name]

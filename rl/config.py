@@ -40,7 +40,8 @@ class EvalConfig:
     episodes_per_task: int = 40
     max_path_length: int = 100
     num_steps: int = 3
-    fast_lr: float = 0.5
+    fast_lr: float = 0.5             # first test step
+    lr_decay: float = 0.5            # later steps: fast_lr * lr_decay
     goal_seed: int = 1
     seed: int = 0
     num_workers: int = 0

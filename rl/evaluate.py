@@ -2,7 +2,8 @@
 
 40 test tasks drawn with numpy seed 1; from the saved (or random) initial policy, 3 vanilla
 policy-gradient steps per task, step size fast_lr for the first and fast_lr / 2 after, each
-step on fresh rollouts (the released point test: 40 trajectories of length 100). Reported:
+step on fresh rollouts (the released point test: 40 trajectories of length 100). The
+per-task and per-baseline exceptions of the released scripts are defaults in flags/rl.py. Reported:
 the average return per task before and after every step. All tasks are adapted at once
 (parameters with a task dimension), reusing the training code's inner step.
 """
@@ -24,9 +25,10 @@ from rl.policies import GaussianMLPPolicy
 from rl.samplers import BatchSampler
 
 
-def step_sizes(fast_lr: float, num_steps: int) -> list:
-    """fast_lr for the first step, fast_lr / 2 afterwards (the original test scripts)."""
-    return [fast_lr if i == 0 else fast_lr / 2.0 for i in range(num_steps)]
+def step_sizes(fast_lr: float, num_steps: int, decay: float = 0.5) -> list:
+    """fast_lr for the first step, fast_lr * decay afterwards: the released test scripts'
+    ``init_learning_rate`` / ``learning_rate`` pair (decay 0.5; 0.01 for the ant direction)."""
+    return [fast_lr if i == 0 else fast_lr * decay for i in range(num_steps)]
 
 
 def protocol_tasks(env_name: str, num_tasks: int, goal_seed: int, oracle: bool = False) -> list:
@@ -44,7 +46,7 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         sampler = BatchSampler(env, cfg.num_tasks, cfg.episodes_per_task, cfg.max_path_length)
         learner = MAMLTRPO(policy, TRPOConfig(fast_lr=cfg.fast_lr))
         theta = policy.get_flat()
-        lrs = step_sizes(cfg.fast_lr, cfg.num_steps)
+        lrs = step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)
         batches, returns, trajectories, params = [], [], [], None
         for step in range(cfg.num_steps + 1):
             episodes = sampler.sample(tasks, learner.sampling_policy(params),

@@ -59,12 +59,15 @@ def train_config():
 
 def eval_config():
     from rl.config import EvalConfig
+    method = method_name()
     return EvalConfig(
         env_name=FLAGS.env_name, oracle=FLAGS.oracle, num_tasks=FLAGS.test_num_tasks,
         episodes_per_task=rl_flags.resolved("test_num_episodes"),
         max_path_length=rl_flags.resolved("max_path_length"), num_steps=FLAGS.test_num_steps,
-        fast_lr=rl_flags.resolved("fast_lr"), goal_seed=FLAGS.test_goal_seed, seed=FLAGS.seed,
-        num_workers=rl_flags.resolved("num_workers"), method=method_name())
+        fast_lr=rl_flags.resolved("test_fast_lr", method),
+        lr_decay=rl_flags.resolved("test_lr_decay"),
+        goal_seed=rl_flags.resolved("test_goal_seed"), seed=FLAGS.seed,
+        num_workers=rl_flags.resolved("num_workers"), method=method)
 
 
 def restore_policy(train_cfg, oracle: bool):

@@ -55,6 +55,7 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
 
 def test_test_protocol_and_compare(tmp_path, capsys):
     assert step_sizes(0.5, 3) == [0.5, 0.25, 0.25]
+    assert step_sizes(0.1, 3, decay=0.01) == pytest.approx([0.1, 0.001, 0.001])   # ant_dir
     goals = protocol_tasks("point", 40, goal_seed=1)
     np.random.seed(1)
     np.testing.assert_array_equal(goals, np.random.uniform(-0.5, 0.5, size=(40, 2)))
