@@ -52,6 +52,9 @@ flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is
 # ---- policy ----------------------------------------------------------------------------
 flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths (ReLU)")
 flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
+flags.DEFINE_enum("hidden_nonlinearity", "relu", ["relu", "tanh"],
+                  "hidden-layer nonlinearity: relu as maml_rl's policies; the released point "
+                  "test's random-initialisation policy used rllab's default tanh")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
                   "policy precision. float32 as the original; float64 lets a tiny "
                   "--fd_base_eps (e.g. the documented 1e-8) give an accurate product, but is "

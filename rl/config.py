@@ -11,6 +11,7 @@ class PolicyConfig:
     hidden_sizes: tuple = (100, 100)
     init_std: float = 1.0
     dtype: str = "float32"
+    nonlinearity: str = "relu"
 
 
 @dataclasses.dataclass

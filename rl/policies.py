@@ -24,22 +24,32 @@ with warnings.catch_warnings():
 tfd = tfp.distributions
 
 
+#: Hidden-layer nonlinearities: maml_rl's MAML policies use ReLU; the released point test
+#: script's random-initialisation policy kept rllab's default, tanh.
+NONLINEARITIES = {"relu": tf.nn.relu, "tanh": tf.nn.tanh}
+
+
 class GaussianMLPPolicy(keras.Model):
     """pi(a | s) = N(mean_theta(s), diag(exp(log_std)^2))."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes=(100, 100),
                  init_std: float = 1.0, seed: int | None = None, name: str = "policy",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", nonlinearity: str = "relu"):
         super().__init__(name=name, dtype=dtype)
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {sorted(NONLINEARITIES)}, "
+                             f"got {nonlinearity!r}")
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.nonlinearity = nonlinearity
+        self._activation = NONLINEARITIES[nonlinearity]
         # Xavier-uniform weights and zero biases, as rllab's MLP.
         init = lambda i: keras.initializers.GlorotUniform(None if seed is None else seed + i)
         # One attribute per layer (not a list): tf.train.Checkpoint does not follow Keras 3's
         # tracked lists, and a checkpoint without the hidden layers restores silently.
         for i, size in enumerate(self.hidden_sizes):
             setattr(self, f"hidden_{i}", keras.layers.Dense(
-                size, activation="relu", kernel_initializer=init(i), name=f"hidden_{i}",
+                size, activation=nonlinearity, kernel_initializer=init(i), name=f"hidden_{i}",
                 dtype=dtype))
         self.mean_layer = keras.layers.Dense(
             act_dim, kernel_initializer=init(len(self.hidden_sizes)), name="mean",
@@ -107,7 +117,7 @@ class GaussianMLPPolicy(keras.Model):
         params = self.initial_params() if params is None else params
         x = tf.convert_to_tensor(obs, dtype=params["log_std"].dtype)
         for i in range(len(self.hidden_sizes)):
-            x = tf.nn.relu(tf.matmul(x, params[f"hidden_{i}/kernel"])
+            x = self._activation(tf.matmul(x, params[f"hidden_{i}/kernel"])
                            + tf.expand_dims(params[f"hidden_{i}/bias"], -2))
         mean = tf.matmul(x, params["mean/kernel"]) + tf.expand_dims(params["mean/bias"], -2)
         log_std = tf.broadcast_to(tf.expand_dims(params["log_std"], -2), tf.shape(mean))

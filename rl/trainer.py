@@ -28,7 +28,7 @@ from rl.samplers import BatchSampler
 
 def build_policy(cfg, obs_dim: int, act_dim: int, seed: int) -> GaussianMLPPolicy:
     return GaussianMLPPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.init_std, seed=seed,
-                             dtype=cfg.dtype)
+                             dtype=cfg.dtype, nonlinearity=cfg.nonlinearity)
 
 
 class Trainer:

@@ -30,6 +30,22 @@ def test_functional_forward_matches_keras_and_batches_over_tasks():
                                    policy.mean_and_log_std(obs, single)[0].numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_functional_forward_equals_the_keras_layers(nonlinearity):
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(7, 5), seed=0, nonlinearity=nonlinearity)
+    obs = tf.random.normal((4, 3), seed=1)
+    x = obs
+    for layer in policy.hidden_layers:
+        x = layer(x)                                    # Keras applies its own activation
+    np.testing.assert_allclose(policy.mean_and_log_std(obs)[0].numpy(),
+                               policy.mean_layer(x).numpy(), rtol=1e-5, atol=1e-6)
+    if nonlinearity == "tanh":   # really a different network from the ReLU one
+        relu = GaussianMLPPolicy(3, 2, hidden_sizes=(7, 5), seed=0)
+        assert not np.allclose(relu.mean_and_log_std(obs)[0], policy.mean_and_log_std(obs)[0])
+    with pytest.raises(ValueError, match="nonlinearity"):
+        GaussianMLPPolicy(3, 2, nonlinearity="sigmoid")
+
+
 def test_gradients_reach_keras_variables_through_initial_params():
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,), seed=0)
     with tf.GradientTape() as tape:

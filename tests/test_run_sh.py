@@ -82,3 +82,5 @@ def test_rl_training_lines_pass_the_fd_step(tmp_path):
         assert "--fd_base_eps=1.0" in args and "--mode=train" in args, (name, args)
     assert not any(a.startswith("--fd_base_eps") for a in command("rl_point"))
     assert not any(a.startswith("--fd_base_eps") for a in command("rl_cheetah_dir_test"))
+    assert "--hidden_nonlinearity=tanh" in command("rl_point_random")
+    assert not any(a.startswith("--hidden_nonlinearity") for a in command("rl_cheetah_dir_random"))
