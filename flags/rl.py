@@ -82,7 +82,7 @@ flags.DEFINE_integer("test_num_episodes", None, "trajectories per task and step 
 flags.DEFINE_integer("test_num_steps", 3, "policy-gradient steps at test time")
 flags.DEFINE_float("test_fast_lr", None, "first test step size; default as the released test "
                    "scripts: MAML --fast_lr; pretrained 0.5 (point), 0.02 (cheetah_vel), 0.2 "
-                   "(others); random 0.5 (point), 0.1 (cheetah_vel), 1.0 (others)")
+                   "(others); random 0.5 (point), 0.1 (cheetah_vel), 1.0 (others); oracle 0")
 flags.DEFINE_float("test_lr_decay", None, "later test steps use test_fast_lr * this; default "
                    "0.5 (0.01 for ant_dir, as its released test script)")
 flags.DEFINE_integer("test_goal_seed", None, "numpy seed of the test goals; default 1 (2 for "
@@ -158,6 +158,8 @@ def test_step_size(env_name: str, method: str, fast_lr: float) -> float:
     """First test step of the released test scripts' ``step_sizes`` lists (maml, pretrain,
     random): MAML adapts with its training fast_lr; the baselines used their own."""
     name = get_spec(env_name).name
+    if method == "oracle":       # evaluated only (the scripts ran it with n_itr=1)
+        return 0.0
     if method == "pretrained":
         return {"point": 0.5, "cheetah_vel": 0.02}.get(name, 0.2)
     if method == "random":

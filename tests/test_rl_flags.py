@@ -53,6 +53,8 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path):
      dict(method="pretrained", fast_lr=0.02)),
     (["--env_name=cheetah_vel", "--mode=test", "--test_init=random"],
      dict(method="random", fast_lr=0.1)),
+    (["--env_name=point", "--mode=test", "--oracle", "--use_maml=False"],
+     dict(method="oracle", fast_lr=0.0)),
     (["--env_name=ant_dir", "--mode=test"],
      dict(method="maml", fast_lr=0.1, lr_decay=0.01, goal_seed=2, episodes_per_task=40)),
     (["--env_name=ant_vel", "--mode=test", "--test_init=random", "--test_fast_lr=0.3",
