@@ -50,7 +50,7 @@ flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hess
 flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")
 flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is rejected")
 # ---- policy ----------------------------------------------------------------------------
-flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths (ReLU)")
+flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths")
 flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
 flags.DEFINE_enum("hidden_nonlinearity", "relu", ["relu", "tanh"],
                   "hidden-layer nonlinearity: relu as maml_rl's policies; the released point "
