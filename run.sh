@@ -12,6 +12,8 @@
 #   default); `sinusoid_lr0.001` is the original line verbatim for comparison.
 # - each baseline gets its own --logdir: the original's experiment name does not encode
 #   --pretrain_iterations, so MAML and the pretrained baseline would share a directory.
+# - RL locomotion lines pass --fd_base_eps=1.0 (what maml_rl's optimizer actually used) and
+#   the settings of the checkpoints its test scripts loaded for the paper's figures.
 set -euo pipefail
 # The whole script is one { ... } block: bash parses it completely before running anything, so
 # editing run.sh while a long training started from it is running cannot break that run.
@@ -51,8 +53,15 @@ rl() {  # rl ENV METHOD [flags...]: METHOD maml|pretrained|oracle trains, *_test
   # locomotion trains with the FD step maml_rl's optimizer actually passed (docs/RL.md)
   local train=("${common[@]}" --mode=train --resume --n_itr="$RL_ITERS")
   [ "$env" = point ] || train+=(--fd_base_eps=1.0)
+  # MAML: the configuration of the checkpoint the released test script loaded for the
+  # paper's figure, where it differs from the flag defaults (PROTOCOL.md's; docs/RL.md)
+  local released=()
+  case "$env" in
+    cheetah_dir) released=(--step_size=0.02) ;;      # maml1_fbs20_mbs40_flr_0.1_mlr0.02
+    cheetah_vel) released=(--fast_batch_size=10) ;;  # maml1_fbs10_mbs40_flr_0.1_mlr0.01
+  esac
   case "$method" in
-    maml) "$PY" -m rl.main "${train[@]}" --logdir="$dir" "$@" ;;
+    maml) "$PY" -m rl.main "${train[@]}" "${released[@]}" --logdir="$dir" "$@" ;;
     pretrained) "$PY" -m rl.main "${train[@]}" --use_maml=False --logdir="$dir" "$@" ;;
     oracle) "$PY" -m rl.main "${train[@]}" --use_maml=False --oracle --logdir="$dir" "$@" ;;
     maml_test) "$PY" -m rl.main "${common[@]}" --mode=test --logdir="$dir" "$@" ;;

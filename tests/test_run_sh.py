@@ -67,7 +67,8 @@ def test_rl_point_round_trip(tmp_path):
 
 def test_rl_training_lines_pass_the_fd_step(tmp_path):
     """Locomotion trains with the released optimizer's FD step (1.0), the point robot with the
-    documented one (the flag default); a stand-in interpreter records the command line."""
+    documented one (the flag default); MAML lines add the released checkpoints' settings; a
+    stand-in interpreter records the command line."""
     echo = tmp_path / "echo_python"
     echo.write_text('#!/usr/bin/env bash\necho "$@"\n')
     echo.chmod(0o755)
@@ -82,5 +83,8 @@ def test_rl_training_lines_pass_the_fd_step(tmp_path):
         assert "--fd_base_eps=1.0" in args and "--mode=train" in args, (name, args)
     assert not any(a.startswith("--fd_base_eps") for a in command("rl_point"))
     assert not any(a.startswith("--fd_base_eps") for a in command("rl_cheetah_dir_test"))
+    assert "--step_size=0.02" in command("rl_cheetah_dir")          # the released checkpoints
+    assert "--fast_batch_size=10" in command("rl_cheetah_vel")
+    assert not any(a.startswith("--step_size") for a in command("rl_cheetah_dir_pretrained"))
     assert "--hidden_nonlinearity=tanh" in command("rl_point_random")
     assert not any(a.startswith("--hidden_nonlinearity") for a in command("rl_cheetah_dir_random"))
