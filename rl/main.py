@@ -15,7 +15,6 @@ This is the only RL module that reads absl flags; it turns them into rl.config o
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from rl import optimization
 from rl.episodes import Episodes

@@ -1,6 +1,5 @@
 """The comparison command reads test CSVs and places them beside the paper's numbers."""
 import os
-import pickle
 
 import numpy as np
 

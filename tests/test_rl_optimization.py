@@ -1,7 +1,6 @@
 """TRPO pieces: conjugate gradient, Hessian-vector products, line search, rejected steps."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from rl import optimization
 from rl.episodes import Episodes

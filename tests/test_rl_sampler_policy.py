@@ -1,6 +1,4 @@
 """Policy forward and gradients; the batched sampler and its worker pool."""
-import math
-
 import numpy as np
 import pytest
 import tensorflow as tf
