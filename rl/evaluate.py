@@ -2,10 +2,10 @@
 
 40 test tasks drawn with numpy seed 1; from the saved (or random) initial policy, 3 vanilla
 policy-gradient steps per task, step size fast_lr for the first and fast_lr / 2 after, each
-step on fresh rollouts (the released point test: 40 trajectories of length 100). The
-per-task and per-baseline exceptions of the released scripts are defaults in flags/rl.py. Reported:
-the average return per task before and after every step. All tasks are adapted at once
-(parameters with a task dimension), reusing the training code's inner step.
+step on fresh rollouts (the released point test: 40 trajectories of length 100); the
+released scripts' per-task and per-baseline exceptions are flag defaults (flags/rl.py).
+Reported: the average return per task before and after every step. All tasks are adapted at
+once (parameters with a task dimension), reusing the training code's inner step.
 """
 from __future__ import annotations
 
