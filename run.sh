@@ -68,9 +68,7 @@ rl() {  # rl ENV METHOD [flags...]: METHOD maml|pretrained|oracle trains, *_test
     pretrained_test)  # its test step size comes from flags/rl.py (the released scripts')
       "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --logdir="$dir" "$@" ;;
     oracle_test) "$PY" -m rl.main "${common[@]}" --mode=test --use_maml=False --oracle --logdir="$dir" "$@" ;;
-    random)  # the released point test's random policy kept rllab's default tanh
-      local nl=(); [ "$env" = point ] && nl=(--hidden_nonlinearity=tanh)
-      "$PY" -m rl.main "${common[@]}" --mode=test --test_init=random --logdir="$dir" "${nl[@]}" "$@" ;;
+    random) "$PY" -m rl.main "${common[@]}" --mode=test --test_init=random --logdir="$dir" "$@" ;;
   esac
 }
 rl_compare() {  # every test result of ENV found under $LOGROOT/rl, beside paper_numbers.json

@@ -52,9 +52,10 @@ flags.DEFINE_integer("max_backtracks", 15, "line-search steps before the step is
 # ---- policy ----------------------------------------------------------------------------
 flags.DEFINE_list("hidden_sizes", ["100", "100"], "hidden layer widths")
 flags.DEFINE_float("init_std", 1.0, "initial policy standard deviation")
-flags.DEFINE_enum("hidden_nonlinearity", "relu", ["relu", "tanh"],
-                  "hidden-layer nonlinearity: relu as maml_rl's policies; the released point "
-                  "test's random-initialisation policy used rllab's default tanh")
+flags.DEFINE_enum("hidden_nonlinearity", None, ["relu", "tanh"],
+                  "hidden-layer nonlinearity; default relu as maml_rl's policies, except tanh "
+                  "for the point robot's random baseline (--test_init=random), whose released "
+                  "test script kept rllab's default")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
                   "policy precision. float32 as the original; float64 lets a tiny "
                   "--fd_base_eps (e.g. the documented 1e-8) give an accurate product, but is "
@@ -175,4 +176,7 @@ def resolved(name: str, method: str | None = None):
         return value
     if name == "test_fast_lr":
         return test_step_size(FLAGS.env_name, method, resolved("fast_lr"))
+    if name == "hidden_nonlinearity":
+        point_random = get_spec(FLAGS.env_name).name == "point" and FLAGS.test_init == "random"
+        return "tanh" if point_random else "relu"
     return task_defaults(FLAGS.env_name)[name]

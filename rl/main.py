@@ -47,7 +47,7 @@ def train_config():
         seed=FLAGS.seed, logdir=FLAGS.logdir, resume=FLAGS.resume,
         checkpoint_every=FLAGS.checkpoint_every, num_workers=rl_flags.resolved("num_workers"),
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
-                            FLAGS.dtype, FLAGS.hidden_nonlinearity),
+                            FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),
         trpo=TRPOConfig(
             fast_lr=rl_flags.resolved("fast_lr"), num_grad_updates=FLAGS.num_grad_updates,
             use_maml=FLAGS.use_maml, step_size=FLAGS.step_size, cg_iters=FLAGS.cg_iters,

@@ -42,11 +42,13 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["--env_name=point", "--mode=test", "--test_init=random"],
-     dict(method="random", fast_lr=0.5, lr_decay=0.5, goal_seed=1, episodes_per_task=40)),
+     dict(method="random", fast_lr=0.5, lr_decay=0.5, goal_seed=1, episodes_per_task=40,
+          nonlinearity="tanh")),
+    (["--env_name=point", "--mode=test"], dict(method="maml", nonlinearity="relu")),
     (["--env_name=cheetah_dir", "--mode=test"],
      dict(method="maml", fast_lr=0.1, lr_decay=0.5, goal_seed=1, episodes_per_task=20)),
     (["--env_name=cheetah_dir", "--mode=test", "--test_init=random"],
-     dict(method="random", fast_lr=1.0)),
+     dict(method="random", fast_lr=1.0, nonlinearity="relu")),
     (["--env_name=cheetah_dir", "--mode=test", "--use_maml=False"],
      dict(method="pretrained", fast_lr=0.2)),
     (["--env_name=cheetah_vel", "--mode=test", "--use_maml=False"],
@@ -57,14 +59,20 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path):
      dict(method="oracle", fast_lr=0.0)),
     (["--env_name=ant_dir", "--mode=test"],
      dict(method="maml", fast_lr=0.1, lr_decay=0.01, goal_seed=2, episodes_per_task=40)),
+    (["--env_name=point", "--mode=test", "--test_init=random", "--test_fast_lr=0.3",
+      "--test_lr_decay=1", "--test_goal_seed=5", "--hidden_nonlinearity=relu"],
+     dict(method="random", fast_lr=0.3, lr_decay=1.0, goal_seed=5, nonlinearity="relu")),
     (["--env_name=ant_vel", "--mode=test", "--test_init=random", "--test_fast_lr=0.3",
       "--test_lr_decay=1", "--test_goal_seed=5"],
      dict(method="random", fast_lr=0.3, lr_decay=1.0, goal_seed=5, episodes_per_task=20)),
 ])
 def test_test_protocol_defaults_follow_the_released_test_scripts(args, expected):
-    """maml_rl's test_maml_*.py step sizes, batch sizes and goal seeds per task and method."""
+    """maml_rl's test_maml_*.py step sizes, batch sizes, goal seeds and (point random
+    baseline) nonlinearity per task and method; an explicit flag wins."""
     script = ("import dataclasses, json, sys; from rl import main; main.FLAGS(sys.argv); "
-              "print(json.dumps(dataclasses.asdict(main.eval_config())))")
+              "config = dataclasses.asdict(main.eval_config()); "
+              "config['nonlinearity'] = main.train_config().policy.nonlinearity; "
+              "print(json.dumps(config))")
     result = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -86,5 +86,4 @@ def test_rl_training_lines_pass_the_fd_step(tmp_path):
     assert "--step_size=0.02" in command("rl_cheetah_dir")          # the released checkpoints
     assert "--fast_batch_size=10" in command("rl_cheetah_vel")
     assert not any(a.startswith("--step_size") for a in command("rl_cheetah_dir_pretrained"))
-    assert "--hidden_nonlinearity=tanh" in command("rl_point_random")
-    assert not any(a.startswith("--hidden_nonlinearity") for a in command("rl_cheetah_dir_random"))
+    assert "--test_init=random" in command("rl_point_random")   # tanh: a flag default now
