@@ -12,11 +12,10 @@ Usage (the original's usage lines; see run.sh for all of them):
 
 This file only reads flags; the work is done by maml_tf.experiment.run.
 """
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
 from absl import app, logging  # noqa: E402
 

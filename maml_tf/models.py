@@ -20,10 +20,14 @@ for the flattened MiniImagenet head).
 """
 from __future__ import annotations
 
+import functools
+import os
+import re
 from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
+from absl import logging
 from numpy import prod as np_prod
 
 from maml_tf import norm as norm_lib
@@ -172,6 +176,50 @@ def grouped_conv2d(x, kernels, strides: int):
     return tf.transpose(out, [3, 0, 1, 2, 4])
 
 
+@functools.lru_cache(maxsize=None)
+def grouped_conv_gradients_available(dtype: str = "float32") -> tuple[bool, str]:
+    """Whether this device differentiates grouped convolutions twice, correctly.
+
+    Why a probe instead of a CPU-model check: on CPU, TensorFlow differentiates grouped
+    convolutions only through oneDNN, which TensorFlow 2.21 enables by default only on some
+    CPUs (``maml_tf.runtime`` asks for it everywhere, but a user may turn it off, import
+    TensorFlow first, or run a build without it), and oneDNN has no float64 kernels. GPUs
+    differentiate them through cuDNN. So the model asks the device: a tiny task-batched
+    convolution, second-order gradients through both strides used by the conv nets, compared
+    with the per-task convolution. Returns ``(available, reason)``; cached per dtype.
+    """
+    try:
+        x = tf.random.stateless_normal([2, 2, 5, 5, 3], seed=[1, 2], dtype=dtype)
+        kernels = tf.random.stateless_normal([2, 3, 3, 3, 4], seed=[3, 4], dtype=dtype)
+        results = []
+        for conv in (grouped_conv2d, per_task_conv2d):
+            for stride in (1, 2):
+                with tf.GradientTape() as outer:
+                    outer.watch(kernels)
+                    with tf.GradientTape() as inner:
+                        inner.watch([x, kernels])
+                        loss = tf.reduce_sum(tf.square(conv(x, kernels, stride)))
+                    grad_x, grad_k = inner.gradient(loss, [x, kernels])
+                    meta = tf.reduce_sum(tf.square(grad_k)) + tf.reduce_sum(tf.square(grad_x))
+                results.append(outer.gradient(meta, kernels))
+    except (tf.errors.OpError, ValueError, TypeError) as error:
+        text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error)).strip()
+        return False, f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}"
+    for fast, reference in zip(results[:2], results[2:]):
+        scale = float(tf.reduce_max(tf.abs(reference)))
+        if float(tf.reduce_max(tf.abs(fast - reference))) > 1e-3 * scale:
+            return False, "grouped-convolution gradients differ from the per-task ones"
+    return True, ""
+
+
+def _fallback_message(reason: str) -> str:
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)")
+    return ("maml_tf: this device cannot differentiate grouped convolutions "
+            f"(TF_ENABLE_ONEDNN_OPTS={onednn}; {reason}); the conv net uses one convolution "
+            "per task instead: same results, several times slower. For the fast path on CPU "
+            "set TF_ENABLE_ONEDNN_OPTS=1 (or leave it unset) before TensorFlow is imported.")
+
+
 def per_task_conv2d(x, kernels, strides: int):
     """The same convolution as :func:`grouped_conv2d`, one ordinary conv per task.
 
@@ -194,6 +242,16 @@ def max_pool_2x2(x):
     return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
 
 
+_ANNOUNCED = set()
+
+
+def _announce_once(message: str):
+    """One log line per process, however many models are built."""
+    if message not in _ANNOUNCED:
+        _ANNOUNCED.add(message)
+        logging.warning(message)
+
+
 class ConvNet(MetaModel):
     """The original's ``construct_conv_weights`` / ``forward_conv``.
 
@@ -212,10 +270,22 @@ class ConvNet(MetaModel):
         self.img_size, self.channels = img_size, channels
         self.num_filters, self.max_pool = num_filters, max_pool
         self.flatten_head = flatten_head
-        if conv_impl == "auto":
-            conv_impl = "per_task" if self.dtype == "float64" else "grouped"
-        if conv_impl not in ("grouped", "per_task"):
-            raise ValueError(f"conv_impl must be 'grouped' or 'per_task', got {conv_impl!r}")
+        if conv_impl not in ("auto", "grouped", "per_task"):
+            raise ValueError(
+                f"conv_impl must be 'auto', 'grouped' or 'per_task', got {conv_impl!r}")
+        if conv_impl != "per_task":
+            available, reason = grouped_conv_gradients_available(self.dtype)
+            if available:
+                conv_impl = "grouped"
+            elif conv_impl == "grouped":
+                raise ValueError(_fallback_message(reason).replace(
+                    "the conv net uses one convolution per task instead",
+                    "conv_impl='grouped' cannot be used; 'auto' or 'per_task' can"))
+            else:
+                conv_impl = "per_task"
+                if self.dtype != "float64":  # float64 never has them on CPU: nothing to say
+                    _announce_once(_fallback_message(reason))
+        self.conv_impl = conv_impl
         self._conv = grouped_conv2d if conv_impl == "grouped" else per_task_conv2d
         glorot = keras.initializers.GlorotUniform()
         in_channels = channels

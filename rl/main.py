@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
 from absl import app, logging  # noqa: E402
 

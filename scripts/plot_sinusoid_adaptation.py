@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
