@@ -134,8 +134,14 @@ class ClassificationTasks:
         where it stopped; the original's queue restarted from task 0 instead)."""
         self._train.position = int((self._train.position + count) % self._train.size)
 
-    def reset_eval(self) -> None:
-        """Restarts the evaluation pool at task 0 (test mode evaluates tasks 0..599 in order)."""
+    def reset_eval(self, pool_seed: Optional[int] = None) -> None:
+        """Restarts the evaluation pool at task 0 (test mode evaluates tasks 0..599 in order).
+
+        ``pool_seed`` (``--test_seed``) draws the pool after ``random.seed(pool_seed)``
+        instead of the original's ``EVAL_POOL_SEED``: another set of 600 tasks.
+        """
+        if pool_seed is not None and pool_seed != self._eval.seed:
+            self._eval.seed, self._eval.pool = pool_seed, None  # redrawn on first use
         self._eval.position = 0
 
     def _split_images(self, cursor: _PoolCursor) -> np.ndarray:

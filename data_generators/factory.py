@@ -18,6 +18,11 @@ from data_generators.base import DataError, TaskBatch
 TEST_SEED = 1  # the original's test(): np.random.seed(1); random.seed(1)
 
 
+def seed_for_test_mode(cfg) -> int:
+    """Seed of test mode's task stream: ``--test_seed`` when given, else the original's 1."""
+    return TEST_SEED if cfg.test_seed < 0 else cfg.test_seed
+
+
 @dataclasses.dataclass
 class TaskSources:
     dim_input: int
@@ -53,9 +58,9 @@ def _sinusoid_sources(cfg) -> TaskSources:
 
         return TaskSources(source.dim_input, 1, resume=resume,
                            train=lambda: source.sample(cfg.meta_batch_size))
-    random.seed(TEST_SEED)
+    random.seed(seed_for_test_mode(cfg))
     source = SinusoidTasks(cfg.update_batch_size, oracle=oracle,
-                           rng=np.random.RandomState(TEST_SEED))
+                           rng=np.random.RandomState(seed_for_test_mode(cfg)))
     # The original drew its 600 test tasks one at a time (meta-batch 1): do the same so the
     # random stream, and hence every task, is identical.
     return TaskSources(source.dim_input, 1,
@@ -79,7 +84,7 @@ def _classification_sources(cfg) -> TaskSources:
                         "python -m data_generators.prepare_miniimagenet")
         from data_generators.miniimagenet import MiniImagenetTasks as Tasks
         folder = cfg.miniimagenet_folder
-    seed = cfg.seed if cfg.train else TEST_SEED
+    seed = cfg.seed if cfg.train else seed_for_test_mode(cfg)
     source = Tasks(folder, cfg.num_classes, cfg.update_batch_size, train=cfg.train,
                    test_set=cfg.test_set, rng_seed=seed)
     height, width, channels = source.img_shape
@@ -91,8 +96,9 @@ def _classification_sources(cfg) -> TaskSources:
         sources.train = lambda: source.train_batch(cfg.meta_batch_size)
         sources.val = lambda: source.eval_batch(cfg.meta_batch_size)
     else:
-        random.seed(TEST_SEED)
-        source.reset_eval()
+        random.seed(seed_for_test_mode(cfg))
+        # --test_seed also redraws the 600-task list (the original's: random.seed(6)).
+        source.reset_eval(pool_seed=None if cfg.test_seed < 0 else cfg.test_seed)
         sources.test = source.eval_batch
     return sources
 

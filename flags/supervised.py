@@ -5,6 +5,7 @@ a clear message naming the flag. Only ``main.py`` imports this module.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
@@ -65,8 +66,8 @@ flags.DEFINE_float("train_update_lr", -1,
 
 # ---- Additions of this project -------------------------------------------------------------
 flags.DEFINE_integer("seed", 0, "seed of the weight initialisation and the training task "
-                     "stream (the original left both unseeded); test mode always uses the "
-                     "original's seed 1 for its 600 tasks.")
+                     "stream (the original left both unseeded); test mode uses the "
+                     "original's test seeds unless --test_seed is given.")
 flags.DEFINE_enum("xla", "auto", ["auto", "on", "off"],
                   "XLA-compile the gradient computations. auto: on for fully connected nets "
                   "(about 2x faster), off for conv nets (XLA convolutions are 5-50x slower "
@@ -85,6 +86,17 @@ flags.DEFINE_integer("num_test_tasks", 600, "tasks evaluated in test mode (the o
                      "NUM_TEST_POINTS = 600).")
 flags.DEFINE_integer("test_batch_size", 50, "test-mode tasks evaluated per call (speed only: "
                      "tasks never interact, so results do not depend on it).")
+flags.DEFINE_bool("overwrite", False, "delete the run already in the experiment directory "
+                  "(checkpoints, summaries, test results) and start again; without it, "
+                  "--resume=False over existing checkpoints is refused.")
+flags.DEFINE_integer("checkpoint_interval", 1000, "save a checkpoint every this many "
+                     "iterations (the original's 1000).")
+flags.DEFINE_float("checkpoint_minutes", 10.0, "also save when this many minutes have passed "
+                   "since the last save, so a slow run never risks more (0: every iteration).")
+flags.DEFINE_integer("test_seed", -1, "test mode: seed of the test tasks. -1 (default): the "
+                     "original's (task list drawn after random.seed(6), sinusoid tasks and "
+                     "per-task class orders from seed 1); N >= 0: all of them from N, and "
+                     "'_testseed{N}' is added to the result file names.")
 
 
 # ---- Validation -------------------------------------------------------------------------
@@ -95,13 +107,22 @@ for _name in ("num_classes", "meta_batch_size", "update_batch_size", "num_update
 for _name in ("pretrain_iterations", "metatrain_iterations"):
     flags.register_validator(_name, lambda v: v is not None and v >= 0,
                              message=f"--{_name} must be >= 0")
-flags.register_validator("meta_lr", lambda v: v > 0, message="--meta_lr must be > 0")
-flags.register_validator("update_lr", lambda v: v > 0, message="--update_lr must be > 0")
+flags.register_validator("meta_lr", lambda v: math.isfinite(v) and v > 0,
+                         message="--meta_lr must be a finite number > 0")
+flags.register_validator("update_lr", lambda v: math.isfinite(v) and v > 0,
+                         message="--update_lr must be a finite number > 0")
+flags.register_validator("checkpoint_interval", lambda v: v is not None and v >= 1,
+                         message="--checkpoint_interval must be a positive integer")
+flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
+                         message="--checkpoint_minutes must be a finite number >= 0")
 flags.register_validator("train_update_batch_size", lambda v: v == -1 or v >= 1,
                          message="--train_update_batch_size must be -1 (same as "
                                  "--update_batch_size) or a positive integer")
-flags.register_validator("train_update_lr", lambda v: v == -1 or v > 0,
-                         message="--train_update_lr must be -1 (same as --update_lr) or > 0")
+flags.register_validator("train_update_lr", lambda v: v == -1 or (math.isfinite(v) and v > 0),
+                         message="--train_update_lr must be -1 (same as --update_lr) or a "
+                                 "finite number > 0")
+flags.register_validator("test_seed", lambda v: v is not None and v >= -1,
+                         message="--test_seed must be -1 (the original's seeds) or >= 0")
 flags.register_validator("baseline", lambda v: v in (None, "None", "oracle"),
                          message="--baseline must be 'oracle' or left unset (None)")
 
@@ -124,6 +145,13 @@ def _omniglot_shots(values):
         return True
     ks = [values["update_batch_size"], values["train_update_batch_size"]]
     return all(k <= 10 for k in ks if k and k > 0)
+
+
+@flags.multi_flags_validator(["test_seed", "train"],
+                             message="--test_seed only applies to test mode (--train=False); "
+                                     "training and its validation batches keep their seeds")
+def _test_seed_only_when_testing(values):
+    return values["test_seed"] == -1 or not values["train"]
 
 
 # Classes per split: training also draws validation tasks, so it needs both splits.
@@ -171,6 +199,15 @@ def _logdir_writable(path):
     return True
 
 
+@flags.validator("export_dir")
+def _export_dir_usable(path):
+    from maml_tf.run_folder import export_dir_problem  # light: no TensorFlow import
+    problem = export_dir_problem(path) if path else None
+    if problem:
+        raise flags.ValidationError(f"--export_dir: {problem}")
+    return True
+
+
 def config_from_flags():
     """The flag values as an :class:`~maml_tf.config.ExperimentConfig` (plain values)."""
     from maml_tf.config import ExperimentConfig  # local: keep flag definition import-light
@@ -189,4 +226,7 @@ def config_from_flags():
         train_update_lr=FLAGS.train_update_lr, seed=FLAGS.seed, xla=FLAGS.xla,
         export_dir=FLAGS.export_dir, export_num_updates=FLAGS.export_num_updates,
         omniglot_folder=FLAGS.omniglot_folder, miniimagenet_folder=FLAGS.miniimagenet_folder,
-        num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size)
+        num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size,
+        overwrite=FLAGS.overwrite, checkpoint_interval=FLAGS.checkpoint_interval,
+        checkpoint_minutes=FLAGS.checkpoint_minutes,
+        test_seed=FLAGS.test_seed)

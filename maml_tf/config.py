@@ -45,6 +45,12 @@ class ExperimentConfig:
     miniimagenet_folder: str = "./data/miniImagenet"
     num_test_tasks: int = 600
     test_batch_size: int = 50
+    # Run-folder discipline and saving (maml_tf/run_folder.py, maml_tf/trainer.py).
+    overwrite: bool = False
+    checkpoint_interval: int = 1000   # the original's SAVE_INTERVAL
+    checkpoint_minutes: float = 10.0  # also save when this long has passed since the last save
+    # -1: the original's test seeds (pool random.seed(6), seed 1); N >= 0: both from N.
+    test_seed: int = -1
 
     def __post_init__(self):
         # The original fills these in from the current values when left at -1.

@@ -23,9 +23,12 @@ def summarize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return means, stds, ci95
 
 
-def result_basename(update_batch_size: int, update_lr: float) -> str:
-    """The original's ``test_ubs{K}_stepsize{alpha}``."""
-    return f"test_ubs{update_batch_size}_stepsize{update_lr}"
+def result_basename(update_batch_size: int, update_lr: float, test_seed: int = -1) -> str:
+    """The original's ``test_ubs{K}_stepsize{alpha}``; ``_testseed{N}`` is appended for a
+    ``--test_seed`` other than the original's (-1), so tests of other task sets never
+    overwrite the original-protocol result that compare reads."""
+    base = f"test_ubs{update_batch_size}_stepsize{update_lr}"
+    return base if test_seed < 0 else f"{base}_testseed{test_seed}"
 
 
 def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_steps: int,
@@ -42,20 +45,21 @@ def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_
 
 
 def write_results(values: np.ndarray, directory: str, update_batch_size: int,
-                  update_lr: float, log=print, iteration: int | None = None) -> tuple[str, str]:
+                  update_lr: float, log=print, iteration: int | None = None,
+                  test_seed: int = -1) -> tuple[str, str]:
     """Prints and writes the CSV (header, means, stds, ci95) and the raw per-task pickle.
 
     The pickle also records ``iteration``, the checkpoint that was tested, so a result is
-    never attributed to a later checkpoint of a run that kept training.
+    never attributed to a later checkpoint of a run that kept training, and ``test_seed``.
     """
     means, stds, ci95 = summarize(values)
     log("Mean validation accuracy/loss, stddev, and confidence intervals")
     log(str((means, stds, ci95)))
-    base = os.path.join(directory, result_basename(update_batch_size, update_lr))
+    base = os.path.join(directory, result_basename(update_batch_size, update_lr, test_seed))
     os.makedirs(directory, exist_ok=True)
     with open(base + ".pkl", "wb") as f:
         # "mses" is the original's key (also for accuracies).
-        pickle.dump({"mses": values, "iteration": iteration}, f)
+        pickle.dump({"mses": values, "iteration": iteration, "test_seed": test_seed}, f)
     with open(base + ".csv", "w", newline="") as f:
         writer = csv.writer(f, delimiter=",")
         writer.writerow([f"update{i}" for i in range(len(means))])

@@ -1,17 +1,16 @@
 """One supervised run, from a plain ExperimentConfig: build, restore, train or test, export.
 
 This is the original ``main()`` without the flag parsing, so scripts and tests can run an
-experiment without absl.
+experiment without absl. Training holds the experiment directory's lock
+(:mod:`maml_tf.run_folder`) from before anything is built until the end.
 """
 from __future__ import annotations
-
-import os
 
 import keras
 
 from data_generators.factory import TaskSources, build_task_sources
-from maml_tf import evaluation, trainer
-from maml_tf.checkpoint import CheckpointError, IterationCheckpointer
+from maml_tf import evaluation, run_folder, trainer
+from maml_tf.checkpoint import DAMAGED_DIR, CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig, experiment_name
 from maml_tf.export import export_saved_model
 from maml_tf.learner import MetaLearner
@@ -20,6 +19,23 @@ from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
 
 NO_CONV_HIDDEN = (256, 128, 64, 64)
 SINUSOID_HIDDEN = (40, 40)
+
+# What a supervised run writes in its experiment directory: --overwrite removes these.
+RUN_FILES = ("ckpt-*", "checkpoint", "events.out.tfevents*", DAMAGED_DIR,
+             run_folder.SETTINGS_NAME, "test_ubs*")
+# Settings not encoded in the directory name that define the model: refused if changed on
+# resume (the restore would fail, or mix two models). The others are applied with a line.
+FIXED_SETTINGS = {"datasource": "--datasource", "conv": "--conv"}
+
+
+def run_settings(cfg: ExperimentConfig) -> dict:
+    """The settings recorded in run_settings.json (Adam's learning rate is checked against
+    the checkpoint itself, so older runs without the file are covered too)."""
+    return {"datasource": cfg.datasource, "conv": cfg.conv if cfg.classification else None,
+            "pretrain_iterations": cfg.pretrain_iterations,
+            "metatrain_iterations": cfg.metatrain_iterations, "seed": cfg.seed,
+            "checkpoint_interval": cfg.checkpoint_interval,
+            "checkpoint_minutes": cfg.checkpoint_minutes}
 
 
 def build_model(cfg: ExperimentConfig, sources: TaskSources) -> MetaModel:
@@ -48,16 +64,20 @@ def build_learner(cfg: ExperimentConfig, sources: TaskSources) -> MetaLearner:
                        clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla)
 
 
-def restore(cfg: ExperimentConfig, checkpointer: IterationCheckpointer, log=print) -> int:
+def restore(cfg: ExperimentConfig, checkpointer: IterationCheckpointer, log=print,
+            learner: MetaLearner | None = None, owner: bool = False) -> int:
     """The original's restore logic; returns the first iteration still to run.
 
-    Training restores the latest checkpoint when ``--resume`` (or ``--test_iter`` if > 0);
-    testing always restores and fails clearly when there is nothing to restore.
+    Training restores the newest intact checkpoint when ``--resume`` (or ``--test_iter`` if
+    > 0); testing always restores and fails clearly when there is nothing to restore or the
+    weights are not finite. ``owner`` (the lock holder) sets damaged checkpoints aside. With
+    a ``learner``, training sets Adam's restored learning rate to ``--meta_lr``, with a line
+    when it changes.
     """
     if not (cfg.resume or not cfg.train):
         return 0
     iteration = cfg.test_iter if cfg.test_iter > 0 else -1
-    restored = checkpointer.restore(iteration)
+    restored = checkpointer.restore(iteration, log=log, set_aside_damaged=owner)
     if restored is None:
         if not cfg.train:
             raise CheckpointError(
@@ -66,24 +86,57 @@ def restore(cfg: ExperimentConfig, checkpointer: IterationCheckpointer, log=prin
                 f"--train_update_batch_size / --train_update_lr to point at the trained model")
         return 0
     log(f"Restoring model weights from {checkpointer.directory}/ckpt-{restored}")
+    if learner is not None and not learner.weights_finite():
+        raise CheckpointError(f"checkpoint {checkpointer.path(restored)} holds non-finite "
+                              f"weights; it cannot be tested or trained on")
+    if learner is not None and cfg.train:
+        previous = learner.set_meta_lr(cfg.meta_lr)
+        if abs(previous - cfg.meta_lr) > 1e-6 * max(abs(previous), abs(cfg.meta_lr)):
+            log(f"Resume: Adam's learning rate was {previous:g} in ckpt-{restored}; set to "
+                f"{cfg.meta_lr:g} from --meta_lr")
     return restored + 1
 
 
-def run(cfg: ExperimentConfig, log=print) -> dict:
-    """Runs the experiment; returns paths and values a caller (or test) may want."""
+def prepare_folder(cfg: ExperimentConfig, log=print) -> None:
+    """The lock holder's checks before anything is built: fresh start over an existing run
+    (refused without --overwrite), --overwrite, leftovers of interrupted writes, settings."""
+    directory = cfg.experiment_dir
+    run_folder.check_fresh_start(directory, [directory], cfg.resume, cfg.overwrite)
+    if cfg.overwrite:
+        run_folder.clear_run(directory, RUN_FILES, log)
+    run_folder.clean_leftovers(directory, log)
+    resuming = cfg.resume and bool(run_folder.checkpoint_iterations(directory))
+    run_folder.compare_settings(directory, run_settings(cfg), FIXED_SETTINGS, log,
+                                compare=resuming)
+
+
+def run(cfg: ExperimentConfig, log=print, stop=None) -> dict:
+    """Runs the experiment; returns paths and values a caller (or test) may want.
+
+    ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None.
+    """
     log(f"Experiment: {experiment_name(cfg)}  (in {cfg.logdir})")
+    if not cfg.train:
+        return _run(cfg, log, stop, owner=False)
+    with run_folder.RunLock(cfg.experiment_dir, log):
+        prepare_folder(cfg, log)
+        return _run(cfg, log, stop, owner=True)
+
+
+def _run(cfg: ExperimentConfig, log, stop, owner: bool) -> dict:
     sources = build_task_sources(cfg)
     learner = build_learner(cfg, sources)
-    os.makedirs(cfg.experiment_dir, exist_ok=True)
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)
-    resume_itr = restore(cfg, checkpointer, log)
+    resume_itr = restore(cfg, checkpointer, log, learner=learner, owner=owner)
     result = {"experiment_dir": cfg.experiment_dir, "resume_itr": resume_itr}
     if cfg.train:
+        # TensorBoard points of iterations after the restored checkpoint are redone
+        run_folder.truncate_events(cfg.experiment_dir, resume_itr)
         sources.resume(resume_itr)
         result["last_itr"] = trainer.train(
             cfg, learner, trainer.TrainingSources(sources.train, sources.val), checkpointer,
-            resume_itr, log)
+            resume_itr, log, stop)
     else:
         values = evaluation.evaluate_tasks(
             learner, sources.test, cfg.num_test_tasks, cfg.eval_num_updates,
@@ -91,7 +144,7 @@ def run(cfg: ExperimentConfig, log=print) -> dict:
         result["values"] = values
         result["csv"], result["pkl"] = evaluation.write_results(
             values, cfg.experiment_dir, cfg.update_batch_size, cfg.update_lr, log,
-            iteration=resume_itr - 1)
+            iteration=resume_itr - 1, test_seed=cfg.test_seed)
     if cfg.export_dir:
         steps = cfg.export_num_updates if cfg.export_num_updates > 0 else cfg.num_updates
         export_saved_model(learner.model, inner_loop_spec(cfg), steps, cfg.export_dir)
