@@ -42,6 +42,9 @@ MI="--datasource=miniimagenet --miniimagenet_folder=$MINI --metatrain_iterations
 M1="$MI --meta_batch_size=4 --update_batch_size=1"
 M5="$MI --meta_batch_size=4 --update_batch_size=5"
 TEST="--train=False --test_set=True"
+# The authors' released MiniImagenet 5-way 1-shot checkpoint (cbfinn/maml's logs/miniimagenet1shot/
+# .../model59000); AUTHORS_CKPT=PREFIX to use a copy from elsewhere.
+AUTHORS_CKPT="${AUTHORS_CKPT:-../shared/reference/authors_checkpoint/miniimagenet1shot/model59000}"
 
 # RL (python -m rl.main): ENV is point, cheetah_vel, cheetah_dir, ant_vel or ant_dir; per-task
 # defaults (fast_lr, meta-batch, horizon, ...) come from flags/rl.py. Training always passes
@@ -150,6 +153,10 @@ case "$name" in
     main $M5 --stop_grad=True --logdir="$LOGROOT/miniimagenet5shot/" "$@" ;;
   miniimagenet_5shot_fo_test)  # its test
     main $M5 --stop_grad=True --logdir="$LOGROOT/miniimagenet5shot/" $TEST "$@" ;;
+  miniimagenet_1shot_authors)  # import the authors' released 1-shot checkpoint ($AUTHORS_CKPT)
+    "$PY" import_tf1_checkpoint.py $M1 --tf1_checkpoint="$AUTHORS_CKPT" --logdir="$LOGROOT/miniimagenet1shot_authors/" "$@" ;;
+  miniimagenet_1shot_authors_test)  # its test (600 test-set tasks; --test_seed=N: other tasks)
+    main $M1 --logdir="$LOGROOT/miniimagenet1shot_authors/" $TEST "$@" ;;
   # --- RL (section 5.3); ENV = point, cheetah_vel, cheetah_dir, ant_vel, ant_dir ----------
   #: rl_ENV  MAML-TRPO on ENV, $RL_ITERS (500) meta-iterations, resumes; e.g. rl_cheetah_dir
   #: rl_ENV_pretrained  baseline: TRPO on all tasks, no inner step
