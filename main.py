@@ -12,7 +12,6 @@ Usage (the original's usage lines; see run.sh for all of them):
 
 This file only reads flags; the work is done by maml_tf.experiment.run.
 """
-import signal
 import sys
 
 import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
@@ -22,15 +21,7 @@ from absl import app, logging  # noqa: E402
 from flags import supervised as supervised_flags  # noqa: E402  (defines the flags)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv):
-    # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
-    # SIGINT) make the trainer save a checkpoint of the last finished iteration before exiting.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
@@ -38,11 +29,23 @@ def main(argv):
     from data_generators.base import DataError
     from maml_tf.checkpoint import CheckpointError
     from maml_tf.experiment import run
+    from maml_tf.export import ExportError
+    from maml_tf.run_folder import RunFolderError
+    from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
+    # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
+    # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
     try:
-        run(cfg)
-    except (DataError, CheckpointError) as error:
+        with StopSignals() as stop:
+            run(cfg, stop=stop)
+    except Stopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_status
+    except (DataError, CheckpointError, RunFolderError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

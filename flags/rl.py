@@ -9,6 +9,10 @@ message. Only rl/main.py imports this module.
 """
 from __future__ import annotations
 
+import math
+import os
+import tempfile
+
 from absl import flags
 
 from rl.envs.registry import ALIASES, ENV_SPECS, UnknownEnvError, get_spec
@@ -67,8 +71,14 @@ flags.DEFINE_string("export_dir", "", "also write the policy of --test_checkpoin
                     "as a SavedModel here (signatures act, adapt_and_act; docs/RL.md)")
 flags.DEFINE_integer("seed", 1, "random seed (tasks, rollouts, initialisation)")
 flags.DEFINE_string("logdir", "logs/rl/point", "checkpoints, TensorBoard summaries, progress.csv")
-flags.DEFINE_boolean("resume", False, "continue from the latest checkpoint in --logdir")
+flags.DEFINE_boolean("resume", True, "continue from the newest intact checkpoint in --logdir "
+                     "(a finished run prints that it is complete); --resume=False over an "
+                     "existing run is refused unless --overwrite")
+flags.DEFINE_boolean("overwrite", False, "delete the run already in --logdir (checkpoints, "
+                     "best policy, progress.csv, summaries, test results) and start again")
 flags.DEFINE_integer("checkpoint_every", 1, "save a checkpoint every this many iterations")
+flags.DEFINE_float("checkpoint_minutes", 10.0, "also save when this many minutes have passed "
+                   "since the last save (0: every iteration)")
 flags.DEFINE_integer("num_workers", None, "sampler worker processes for MuJoCo tasks (0: in "
                                           "process); default 2 for MuJoCo, 0 for the point")
 # ---- test protocol ---------------------------------------------------------------------
@@ -108,32 +118,64 @@ for _name in ("meta_batch_size", "fast_batch_size", "max_path_length"):
                              message=f"--{_name} must be a positive integer")
 flags.register_validator("test_num_episodes", lambda v: v is None or v >= 1,
                          message="--test_num_episodes must be a positive integer")
-flags.register_validator("test_fast_lr", lambda v: v is None or v >= 0,
-                         message="--test_fast_lr must be >= 0")
-flags.register_validator("test_lr_decay", lambda v: v is None or v >= 0,
-                         message="--test_lr_decay must be >= 0")
+flags.register_validator("test_fast_lr", lambda v: v is None or (math.isfinite(v) and v >= 0),
+                         message="--test_fast_lr must be a finite number >= 0")
+flags.register_validator("test_lr_decay", lambda v: v is None or (math.isfinite(v) and v >= 0),
+                         message="--test_lr_decay must be a finite number >= 0")
 for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_num_tasks"):
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
     flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
 flags.register_validator("num_workers", lambda v: v is None or v >= 0,
                          message="--num_workers must be >= 0")
-flags.register_validator("fast_lr", lambda v: v is None or v > 0, message="--fast_lr must be > 0")
-flags.register_validator("step_size", lambda v: v > 0, message="--step_size must be > 0")
+flags.register_validator("fast_lr", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         message="--fast_lr must be a finite number > 0")
+flags.register_validator("step_size", lambda v: math.isfinite(v) and v > 0,
+                         message="--step_size must be a finite number > 0")
+flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
+                         message="--checkpoint_minutes must be a finite number >= 0")
 flags.register_validator("discount", lambda v: 0 < v <= 1, message="--discount must be in (0, 1]")
 flags.register_validator("gae_lambda", lambda v: 0 <= v <= 1,
                          message="--gae_lambda must be in [0, 1]")
-flags.register_validator("fd_base_eps", lambda v: v > 0, message="--fd_base_eps must be > 0")
-flags.register_validator("cg_damping", lambda v: v >= 0, message="--cg_damping must be >= 0")
+flags.register_validator("fd_base_eps", lambda v: math.isfinite(v) and v > 0,
+                         message="--fd_base_eps must be a finite number > 0")
+flags.register_validator("cg_damping", lambda v: math.isfinite(v) and v >= 0,
+                         message="--cg_damping must be a finite number >= 0")
 flags.register_validator("backtrack_ratio", lambda v: 0 < v < 1,
                          message="--backtrack_ratio must be in (0, 1)")
-flags.register_validator("init_std", lambda v: v > 0, message="--init_std must be > 0")
+flags.register_validator("init_std", lambda v: math.isfinite(v) and v > 0,
+                         message="--init_std must be a finite number > 0")
 flags.register_validator(
     "hidden_sizes", lambda v: len(v) >= 1 and all(s.isdigit() and int(s) > 0 for s in v),
     message="--hidden_sizes must be a comma-separated list of positive integers, e.g. 100,100")
 flags.register_validator(
     "test_checkpoint", lambda v: v in ("best", "latest") or (v.isdigit()),
     message="--test_checkpoint must be 'best', 'latest' or a non-negative iteration number")
+
+
+@flags.multi_flags_validator(["logdir", "mode"])
+def _logdir_usable(values):
+    """Training and testing write in --logdir; export only reads it."""
+    path = values["logdir"]
+    if values["mode"] == "export":
+        return True
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise flags.ValidationError(f"--logdir must be a folder this process can create and "
+                                    f"write to ({path}: {error.strerror or error})")
+    return True
+
+
+@flags.validator("export_dir")
+def _export_dir_usable(path):
+    from maml_tf.run_folder import export_dir_problem  # light: no TensorFlow import
+    problem = export_dir_problem(path) if path else None
+    if problem:
+        raise flags.ValidationError(f"--export_dir: {problem}")
+    return True
 
 
 def task_defaults(env_name: str) -> dict:

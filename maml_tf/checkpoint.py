@@ -4,66 +4,208 @@ A thin layer over ``tf.train.Checkpoint`` + ``tf.train.CheckpointManager`` that 
 iteration number inside the checkpoint, so ``--resume`` continues exactly where a run stopped
 and ``--test_iter`` can pick a particular checkpoint. The original saved ``model{itr}`` files;
 here the checkpoint number *is* the iteration (``ckpt-{itr}``), which keeps that meaning.
+
+Which checkpoints exist is read from the files themselves, not from TensorFlow's
+``checkpoint`` state file: a missing or garbled state file must never make a run restart from
+iteration 0 while checkpoints are in the folder. Every checkpoint is verified before it is
+used (all tensors read, so the shards' checksums are checked, and every float finite); a
+damaged newest checkpoint gives a warning naming the file and the next older intact one is
+used. Writers rewrite the state file from the files before their first save, so
+``tf.train.latest_checkpoint`` and other tools see the truth too.
 """
 from __future__ import annotations
 
+import glob
 import os
-import re
-from typing import Optional
+import shutil
+from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
+
+from maml_tf.run_folder import checkpoint_iterations
+
+DAMAGED_DIR = "damaged"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that was asked for does not exist or does not fit the model."""
+    """A checkpoint that was asked for does not exist, is damaged or does not fit the model."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, permissions, I/O error)."""
+
+
+def checkpoint_problem(prefix: str) -> Optional[str]:
+    """None when the checkpoint at ``prefix`` is intact, else what is wrong with it.
+
+    Reads every tensor: TensorFlow checks each shard's checksums on read, so a truncated or
+    flipped file is found here rather than half-way through a restore. Non-finite floats
+    count as damage: such weights are useless for training and testing alike.
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for key, dtype in reader.get_variable_to_dtype_map().items():
+            value = reader.get_tensor(key)
+            if dtype.is_floating and not np.all(np.isfinite(value)):
+                return f"holds non-finite values (NaN or inf) in {key}"
+    except (tf.errors.OpError, ValueError, OSError) as error:
+        message = getattr(error, "message", None) or str(error)
+        return message.strip().splitlines()[0][:300]
+    return None
 
 
 class IterationCheckpointer:
     """Saves and restores ``trackables`` (a model, an optimizer, ...) keyed by iteration.
 
     ``max_to_keep=None`` keeps every checkpoint (the original kept all ``model{itr}`` files and
-    ``--test_iter`` may ask for any of them); RL runs pass a small number.
+    ``--test_iter`` may ask for any of them); RL runs pass a small number. Creating one writes
+    nothing: test mode may read a folder another process is training in.
     """
 
     def __init__(self, directory: str, max_to_keep: Optional[int] = None, **trackables):
         self.directory = directory
+        self.max_to_keep = max_to_keep
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(iteration=self.iteration, **trackables)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+        self._manager = None
 
-    def save(self, iteration: int) -> str:
-        """Writes a checkpoint numbered ``iteration``; returns its path."""
-        self.iteration.assign(iteration)
-        return self.manager.save(checkpoint_number=iteration)
+    # -- discovery -----------------------------------------------------------------------------
+    def path(self, iteration: int) -> str:
+        return os.path.join(self.directory, f"ckpt-{iteration}")
 
     def available_iterations(self) -> list[int]:
-        """Iterations that have a checkpoint in the directory, ascending."""
-        found = []
-        for path in self.manager.checkpoints:
-            match = re.search(r"ckpt-(\d+)$", path)
-            if match:
-                found.append(int(match.group(1)))
-        return sorted(found)
+        """Iterations that have a checkpoint index in the directory, ascending."""
+        return checkpoint_iterations(self.directory)
 
-    def restore(self, iteration: int = -1, expect_partial: bool = False) -> Optional[int]:
-        """Restores the checkpoint of ``iteration`` (-1: the latest).
+    def newest_intact(self, log: Callable[[str], None] = print,
+                      set_aside_damaged: bool = False) -> Optional[int]:
+        """The newest checkpoint that passes :func:`checkpoint_problem`, None if there is none.
+
+        Each damaged one met on the way is named in a warning; ``set_aside_damaged`` (only for
+        the folder's lock holder) moves its files to ``damaged/`` so that it is neither tried
+        again nor overwritten. Raises CheckpointError when checkpoints exist but none is
+        intact: starting again from iteration 0 would silently throw the run away.
+        """
+        iterations = self.available_iterations()
+        damaged = []
+        for iteration in reversed(iterations):
+            problem = checkpoint_problem(self.path(iteration))
+            if problem is None:
+                return iteration
+            damaged.append(iteration)
+            log(f"warning: checkpoint {self.path(iteration)} is damaged ({problem}); "
+                f"trying the next older one")
+            if set_aside_damaged:
+                self._set_aside(iteration, log)
+        if damaged:
+            raise CheckpointError(
+                f"every checkpoint in {self.directory} is damaged "
+                f"(ckpt-{', ckpt-'.join(str(i) for i in sorted(damaged))}); nothing to "
+                f"resume or test from. Pass --overwrite to start the run again")
+        return None
+
+    def _set_aside(self, iteration: int, log) -> None:
+        target = os.path.join(self.directory, DAMAGED_DIR)
+        os.makedirs(target, exist_ok=True)
+        for path in glob.glob(glob.escape(self.path(iteration)) + ".*"):
+            os.replace(path, os.path.join(target, os.path.basename(path)))
+        log(f"  moved the files of ckpt-{iteration} to {target}/")
+
+    # -- restore -------------------------------------------------------------------------------
+    def restore(self, iteration: int = -1, expect_partial: bool = False,
+                log: Callable[[str], None] = print,
+                set_aside_damaged: bool = False) -> Optional[int]:
+        """Restores the checkpoint of ``iteration`` (-1: the newest intact one).
 
         Returns the restored iteration, or None when the directory has no checkpoint and the
-        latest was asked for. Raises CheckpointError naming the directory when a specific
-        iteration is missing.
+        latest was asked for. Raises CheckpointError naming the file when a specific iteration
+        is missing or damaged, or when a checkpoint does not fit the model.
         """
         if iteration is None or iteration < 0:
-            path = self.manager.latest_checkpoint
-            if path is None:
+            iteration = self.newest_intact(log, set_aside_damaged)
+            if iteration is None:
                 return None
         else:
-            path = os.path.join(self.directory, f"ckpt-{iteration}")
-            if not tf.io.gfile.exists(path + ".index"):
+            if not os.path.exists(self.path(iteration) + ".index"):
                 raise CheckpointError(
                     f"no checkpoint for iteration {iteration} in {self.directory}; "
                     f"available: {self.available_iterations() or 'none'}")
-        status = self.checkpoint.restore(path)
-        if expect_partial:
-            status.expect_partial()
+            problem = checkpoint_problem(self.path(iteration))
+            if problem is not None:
+                raise CheckpointError(f"checkpoint {self.path(iteration)} is damaged: {problem}")
+        path = self.path(iteration)
+        try:
+            status = self.checkpoint.restore(path)
+            if expect_partial:
+                status.expect_partial()
+            else:
+                status.assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            message = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+            raise CheckpointError(
+                f"checkpoint {path} does not fit the model built from these flags "
+                f"({message[:300]}); use the flags it was trained with") from None
         return int(self.iteration.numpy())
+
+    # -- save ----------------------------------------------------------------------------------
+    def _writer(self) -> tf.train.CheckpointManager:
+        """The CheckpointManager, created on the first save after the state file has been
+        rewritten from the files, so the manager's list (and its max_to_keep sweep) is right."""
+        if self._manager is None:
+            os.makedirs(self.directory, exist_ok=True)
+            self.write_state_file(self.available_iterations())
+            self._manager = tf.train.CheckpointManager(
+                self.checkpoint, self.directory, max_to_keep=self.max_to_keep,
+                checkpoint_name="ckpt")
+        return self._manager
+
+    def write_state_file(self, iterations: list[int]) -> None:
+        """TensorFlow's ``checkpoint`` file listing ``iterations`` (relative names), written
+        under a temporary name and renamed, as TensorFlow itself does."""
+        state = os.path.join(self.directory, "checkpoint")
+        if not iterations:
+            if os.path.exists(state):
+                os.remove(state)
+            return
+        lines = [f'model_checkpoint_path: "ckpt-{iterations[-1]}"']
+        lines += [f'all_model_checkpoint_paths: "ckpt-{i}"' for i in iterations]
+        # With timestamps (the files' times), CheckpointManager lists them again on its next
+        # save and its max_to_keep sweep covers them; without, it treats them as preserved.
+        lines += [f"all_model_checkpoint_timestamps: "
+                  f"{os.path.getmtime(self.path(i) + '.index'):.6f}" for i in iterations]
+        temporary = state + ".rewrite-tmp"
+        with open(temporary, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(temporary, state)
+
+    def save(self, iteration: int) -> str:
+        """Writes a checkpoint numbered ``iteration``; returns its path.
+
+        A failed write (disk full, I/O error) raises CheckpointWriteError naming the path and
+        the newest checkpoint that is still there; the partial files are removed.
+        """
+        try:
+            self.iteration.assign(iteration)
+            return self._writer().save(checkpoint_number=iteration)
+        except (tf.errors.OpError, OSError) as error:
+            reason = getattr(error, "message", None) or getattr(error, "strerror", None) \
+                or str(error)
+            self._remove_partial(iteration)
+            kept = [i for i in self.available_iterations() if i != iteration]
+            last = f"ckpt-{kept[-1]} is kept" if kept else "no earlier checkpoint exists"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {self.path(iteration)}: "
+                f"{str(reason).strip().splitlines()[0][:200]}; the last good one, {last}"
+            ) from None
+
+    def _remove_partial(self, iteration: int) -> None:
+        prefix = glob.escape(self.path(iteration))
+        for path in glob.glob(prefix + "_temp*") + glob.glob(prefix + ".*"):
+            try:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+            except OSError:
+                pass

@@ -3,6 +3,10 @@
 The gradient computations (pure functions in :mod:`maml_tf.maml`) are compiled separately
 from the optimizer update so XLA can be switched on for them alone: Keras' optimizer update
 stays in a plain ``tf.function``.
+
+Each training step applies its update only when the loss and every gradient are finite and
+reports ``finite``: a diverging run (e.g. a too large ``--meta_lr``) is stopped by the trainer
+with its weights still finite, so no checkpoint ever holds NaN.
 """
 from __future__ import annotations
 
@@ -44,23 +48,35 @@ class MetaLearner:
     def _pretrain_grads_impl(self, inputa, labela):
         return maml.pretrain_gradients(self.model, (inputa, labela), self.spec, self.clip_value)
 
+    def _apply_if_finite(self, grads, metrics):
+        checks = [tf.reduce_all(tf.math.is_finite(t)) for t in list(grads) + list(metrics.values())
+                  if t.dtype.is_floating]
+        finite = tf.reduce_all(tf.stack(checks))
+
+        def apply():
+            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        return dict(metrics, finite=finite)
+
     def _meta_step_impl(self, inputa, labela, inputb, labelb):
         grads, metrics = self._meta_grads(inputa, labela, inputb, labelb)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return metrics
+        return self._apply_if_finite(grads, metrics)
 
     def _pretrain_step_impl(self, inputa, labela):
         grads, metrics = self._pretrain_grads(inputa, labela)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return metrics
+        return self._apply_if_finite(grads, metrics)
 
     # -- public API -------------------------------------------------------------------------
     def meta_train_step(self, batch) -> dict:
-        """One Adam step on the query loss after ``num_updates`` inner steps."""
+        """One Adam step on the query loss after ``num_updates`` inner steps (skipped, with
+        ``finite`` False in the result, when the loss or a gradient is not finite)."""
         return self._meta_step(*_as_tensors(batch, self.model.dtype))
 
     def pretrain_step(self, batch) -> dict:
-        """One Adam step on the support loss (the 'pretrained on all tasks' baseline)."""
+        """One Adam step on the support loss (the 'pretrained on all tasks' baseline); skipped
+        like :meth:`meta_train_step` when not finite."""
         inputa, labela = _as_tensors(batch, self.model.dtype)[:2]
         return self._pretrain_step(inputa, labela)
 
@@ -73,6 +89,19 @@ class MetaLearner:
             self._evaluate[num_steps] = tf.function(body, jit_compile=self._jit_compile)
         result = self._evaluate[num_steps](*_as_tensors(batch, self.model.dtype))
         return {k: v.numpy() for k, v in result.items()}
+
+    def weights_finite(self) -> bool:
+        """Whether every weight of the model is finite (test mode refuses others)."""
+        values = [tf.convert_to_tensor(v) for v in self.model.variables]
+        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in values
+                   if v.dtype.is_floating)
+
+    def set_meta_lr(self, meta_lr: float) -> float:
+        """Sets Adam's learning rate (restored from a checkpoint) to ``meta_lr``; returns the
+        value it had, so a caller can report a change."""
+        previous = float(self.optimizer.learning_rate.numpy())
+        self.optimizer.learning_rate.assign(meta_lr)
+        return previous
 
     def tracing_counts(self) -> dict:
         """How often each step was traced (a retrace per call would be a bug)."""

@@ -8,9 +8,15 @@
   as the original), followed by a progress line of this project (rate, time left);
 - every 500 iterations for classification: ``Validation results: pre, post`` on a
   meta-validation batch (also written as ``metaval_*`` summaries);
-- a checkpoint every 1000 iterations and at the end; an interrupted run (Ctrl-C) saves too.
+- a checkpoint every ``checkpoint_interval`` (1000, the original's) iterations, also when
+  ``checkpoint_minutes`` have passed since the last save (a MiniImagenet interval is close to
+  an hour on CPU), and at the end.
 
 Checkpoint ``ckpt-i`` holds the weights after iteration ``i``; resuming continues at i + 1.
+SIGINT/SIGTERM (``maml_tf.stopping``) take effect between iterations: the iteration running
+finishes, ``ckpt-i`` of it is saved, and :class:`~maml_tf.stopping.Stopped` is raised, so the
+checkpoint's name and content always agree. A non-finite loss or gradient stops the run with
+:class:`~maml_tf.stopping.NonFiniteError` before the update is applied and before any save.
 """
 from __future__ import annotations
 
@@ -23,9 +29,9 @@ import tensorflow as tf
 
 from maml_tf.checkpoint import IterationCheckpointer
 from maml_tf.config import ExperimentConfig
+from maml_tf.stopping import NonFiniteError, StopSignals
 
 SUMMARY_INTERVAL = 100
-SAVE_INTERVAL = 1000
 
 
 @dataclasses.dataclass
@@ -70,9 +76,16 @@ def _reported_pair(cfg: ExperimentConfig, evaluation: dict) -> tuple[float, floa
 
 
 def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
-          checkpointer: IterationCheckpointer, resume_itr: int = 0, log=print) -> int:
+          checkpointer: IterationCheckpointer, resume_itr: int = 0, log=print,
+          stop: Optional[StopSignals] = None) -> int:
     """Runs iterations ``resume_itr .. pretrain + metatrain - 1``; returns the last one."""
+    stop = stop or StopSignals()   # never installed: never stops
     total = cfg.pretrain_iterations + cfg.metatrain_iterations
+    if resume_itr >= total:
+        log(f"Run already complete: ckpt-{resume_itr - 1} is iteration {resume_itr} of "
+            f"{total}; nothing to train (raise --metatrain_iterations to go on, or "
+            f"--overwrite to start again)")
+        return resume_itr - 1
     interval = print_interval(cfg)
     validation_interval = interval * 5
     writer = tf.summary.create_file_writer(cfg.experiment_dir) if cfg.log else None
@@ -81,8 +94,11 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
     started = time.time()
     window_start, window_itr = started, resume_itr  # rate over the last print interval
     last_done = resume_itr - 1  # the last iteration whose update has been applied
-    try:
+    last_saved, last_save_time = resume_itr - 1, started
+    with stop.deferred():
         for itr in range(resume_itr, total):
+            if stop.requested:
+                break
             batch = sources.train()
             if itr % SUMMARY_INTERVAL == 0:
                 evaluation = learner.evaluate(batch, cfg.eval_num_updates)
@@ -91,9 +107,18 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
                 prelosses.append(pre)
                 postlosses.append(post)
             if itr < cfg.pretrain_iterations:
-                learner.pretrain_step(batch)
+                metrics = learner.pretrain_step(batch)
             else:
-                learner.meta_train_step(batch)
+                metrics = learner.meta_train_step(batch)
+            if not bool(metrics["finite"]):
+                values = ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items()
+                                   if k != "finite")
+                last = f"ckpt-{last_saved}" if last_saved >= 0 else "none yet"
+                then = "resume" if last_saved >= 0 else "start again"
+                raise NonFiniteError(
+                    f"iteration {itr}: the loss or a gradient is not finite ({values}); "
+                    f"stopped before applying it, so no checkpoint holds non-finite weights "
+                    f"(last saved: {last}). Lower --meta_lr (now {cfg.meta_lr:g}) and {then}")
             last_done = itr
 
             if itr != 0 and itr % interval == 0:
@@ -110,20 +135,22 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
                 log(f"  [{itr + 1}/{total} it, {1000.0 / rate:.2f} ms/it, "
                     f"elapsed {_format_duration(elapsed)}, "
                     f"left {_format_duration((total - itr - 1) / rate)}]")
-            if itr != 0 and itr % SAVE_INTERVAL == 0:
+            on_interval = itr != 0 and itr % cfg.checkpoint_interval == 0
+            if on_interval or time.time() - last_save_time >= 60.0 * cfg.checkpoint_minutes:
                 checkpointer.save(itr)
+                last_saved, last_save_time = itr, time.time()
             if (itr != 0 and itr % validation_interval == 0 and sources.val is not None):
                 evaluation = learner.evaluate(sources.val(), cfg.eval_num_updates)
                 write_summaries(writer, "metaval_", evaluation, itr, cfg.classification)
                 pre, post = _reported_pair(cfg, evaluation)
                 log(f"Validation results: {pre}, {post}")
-    except KeyboardInterrupt:
+        if last_done > last_saved:
+            checkpointer.save(last_done)
+        if writer is not None:
+            writer.flush()
+    if stop.requested:
         if last_done >= resume_itr:
-            path = checkpointer.save(last_done)
-            log(f"Interrupted: saved iteration {last_done} to {path}")
-        raise
-    if last_done >= resume_itr:
-        checkpointer.save(last_done)
-    if writer is not None:
-        writer.flush()
+            raise stop.stop(f"after iteration {last_done}: saved "
+                            f"{checkpointer.path(last_done)}; run the same command to resume")
+        raise stop.stop("before the first iteration; nothing new to save")
     return last_done

@@ -26,8 +26,10 @@ class TrainConfig:
     gae_lambda: float = 1.0
     seed: int = 1
     logdir: str = "logs/rl/point"
-    resume: bool = False
+    resume: bool = True             # continue from the newest intact checkpoint, if any
+    overwrite: bool = False         # delete an existing run in logdir and start again
     checkpoint_every: int = 1
+    checkpoint_minutes: float = 10.0
     num_workers: int = 0
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     trpo: TRPOConfig = dataclasses.field(default_factory=TRPOConfig)

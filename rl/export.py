@@ -11,13 +11,15 @@ Two signatures, needing only TensorFlow to load (none of this project's code):
 Rollouts cannot live in a graph, so the caller samples with ``act``, computes advantages as
 training did (discounted returns minus the linear feature baseline, centred and scaled per
 task; ``rl.baseline``) and calls ``adapt_and_act``: the paper's one-step adaptation. The
-step size is fixed at export time (``fast_lr`` records it).
+step size is fixed at export time (``fast_lr`` records it). Inputs are checked inside the
+graph with messages naming the argument, and the SavedModel is written through a temporary
+folder (``maml_tf.export.save_replacing``), as the supervised export.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from maml_tf.export import frozen_copies
+from maml_tf.export import checked_rows, frozen_copies, same_rows, save_replacing
 from rl.maml_trpo import MAMLTRPO, TaskBatch
 
 
@@ -42,6 +44,7 @@ class _ExportedPolicy(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, obs_dim], dtype,
                                                      name="observations")])
         def act(observations):
+            observations = checked_rows(observations, "observations", obs_dim, allow_empty=True)
             return as_dict(*policy.mean_and_log_std(observations[None], task_params()))
 
         @tf.function(input_signature=[
@@ -50,6 +53,12 @@ class _ExportedPolicy(tf.Module):
             tf.TensorSpec([None], dtype, name="advantages"),
             tf.TensorSpec([None, obs_dim], dtype, name="query_observations")])
         def adapt_and_act(observations, actions, advantages, query_observations):
+            observations = checked_rows(observations, "observations", obs_dim)
+            actions = same_rows(observations, "observations",
+                                checked_rows(actions, "actions", act_dim), "actions")
+            advantages = same_rows(observations, "observations", advantages, "advantages")
+            query_observations = checked_rows(query_observations, "query_observations",
+                                              obs_dim, allow_empty=True)
             batch = TaskBatch(observations[None], actions[None], advantages[None],
                               tf.ones_like(advantages)[None])
             adapted = learner.adapt_step(task_params(), batch, fast_lr)
@@ -62,6 +71,5 @@ class _ExportedPolicy(tf.Module):
 def export_policy(learner: MAMLTRPO, export_dir: str) -> str:
     """Writes the SavedModel of ``learner.policy`` (its current weights); returns the path."""
     module = _ExportedPolicy(learner)
-    tf.saved_model.save(module, export_dir, signatures={
+    return save_replacing(module, export_dir, signatures={
         "act": module.act, "adapt_and_act": module.adapt_and_act})
-    return export_dir

@@ -15,6 +15,7 @@ This is the only RL module that reads absl flags; it turns them into rl.config o
 from __future__ import annotations
 
 import os
+import sys
 
 import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
@@ -44,8 +45,9 @@ def train_config():
         fast_batch_size=rl_flags.resolved("fast_batch_size"),
         max_path_length=rl_flags.resolved("max_path_length"),
         n_itr=FLAGS.n_itr, discount=FLAGS.discount, gae_lambda=FLAGS.gae_lambda,
-        seed=FLAGS.seed, logdir=FLAGS.logdir, resume=FLAGS.resume,
-        checkpoint_every=FLAGS.checkpoint_every, num_workers=rl_flags.resolved("num_workers"),
+        seed=FLAGS.seed, logdir=FLAGS.logdir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+        checkpoint_every=FLAGS.checkpoint_every, checkpoint_minutes=FLAGS.checkpoint_minutes,
+        num_workers=rl_flags.resolved("num_workers"),
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
                             FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),
         trpo=TRPOConfig(
@@ -83,7 +85,7 @@ def restore_policy(train_cfg, oracle: bool):
         subdir = "best" if which == "best" else "checkpoints"
         checkpointer = IterationCheckpointer(os.path.join(FLAGS.logdir, subdir), policy=policy)
         iteration = checkpointer.restore(-1 if which in ("best", "latest") else int(which),
-                                         expect_partial=True)
+                                         expect_partial=True, log=logging.warning)
         if iteration is None:
             raise app.UsageError(f"no checkpoint in {checkpointer.directory}; train first or "
                                  f"use --test_init=random")
@@ -124,9 +126,31 @@ def main(argv):
     if FLAGS.mode == "export" and not FLAGS.export_dir:
         raise app.UsageError("--mode=export needs --export_dir")
     cfg = train_config()
+    from maml_tf.checkpoint import CheckpointError
+    from maml_tf.export import ExportError
+    from maml_tf.run_folder import RunFolderError
+    from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
+    # SIGINT/SIGTERM (also for a run started in the background, whose SIGINT a shell
+    # ignores) finish the current iteration, save, and exit with one line.
+    try:
+        with StopSignals() as stop:
+            run(cfg, stop)
+    except Stopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_status
+    except (CheckpointError, RunFolderError, ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def run(cfg, stop) -> None:
     if FLAGS.mode in ("train", "train_and_test"):
         from rl.trainer import Trainer
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, stop)
         try:
             trainer.train()
         finally:

@@ -5,6 +5,12 @@ initialisation), so ``--resume`` continues at iteration k. Iteration k's returns
 with the policy of ``ckpt-k``; the policy whose post-update return (pre-update for the
 pretrained baseline) was highest is also kept in ``<logdir>/best``, as the original
 evaluated its best iteration.
+
+The logdir is a run folder (:mod:`maml_tf.run_folder`): locked while training, a fresh start
+over an existing run refused without ``overwrite``, changed settings applied with a line or
+refused, ``progress.csv`` rows and TensorBoard points after the restored checkpoint dropped on
+resume. Signals stop the run after the current iteration with its checkpoint saved; a
+non-finite step is undone and stops the run (:mod:`maml_tf.stopping`).
 """
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from maml_tf import run_folder
 from maml_tf.checkpoint import IterationCheckpointer
+from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
 from rl.envs.registry import make_env, make_vector_env
 from rl.episodes import compute_advantages
@@ -26,19 +34,78 @@ from rl.policies import GaussianMLPPolicy
 from rl.samplers import BatchSampler
 
 
+# What a training run writes in its logdir: --overwrite removes these.
+RUN_FILES = ("checkpoints", "best", "progress.csv", "events.out.tfevents*",
+             run_folder.SETTINGS_NAME, "test_*.pkl", "test_*.csv")
+# Settings that define the policy or the method: refused if changed on resume.
+FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "--use_maml",
+                  "hidden_sizes": "--hidden_sizes", "nonlinearity": "--hidden_nonlinearity",
+                  "dtype": "--dtype", "init_std": "--init_std"}
+
+
+def run_settings(cfg: TrainConfig) -> dict:
+    """The settings recorded in run_settings.json (speed-only ones, num_workers, left out)."""
+    from rl.envs.registry import get_spec
+    trpo, policy = cfg.trpo, cfg.policy
+    return {"env_name": get_spec(cfg.env_name).name, "oracle": cfg.oracle,
+            "use_maml": trpo.use_maml, "hidden_sizes": list(policy.hidden_sizes),
+            "nonlinearity": policy.nonlinearity, "dtype": policy.dtype,
+            "init_std": policy.init_std, "fast_lr": trpo.fast_lr,
+            "num_grad_updates": trpo.num_grad_updates, "step_size": trpo.step_size,
+            "meta_batch_size": cfg.meta_batch_size, "fast_batch_size": cfg.fast_batch_size,
+            "max_path_length": cfg.max_path_length, "n_itr": cfg.n_itr,
+            "discount": cfg.discount, "gae_lambda": cfg.gae_lambda, "seed": cfg.seed,
+            "hvp": trpo.hvp, "fd_base_eps": trpo.fd_base_eps, "cg_iters": trpo.cg_iters,
+            "cg_damping": trpo.cg_damping, "backtrack_ratio": trpo.backtrack_ratio,
+            "max_backtracks": trpo.max_backtracks, "checkpoint_every": cfg.checkpoint_every,
+            "checkpoint_minutes": cfg.checkpoint_minutes}
+
+
+def _say(message: str) -> None:
+    (logging.warning if message.startswith("warning") else logging.info)("%s", message)
+
+
 def build_policy(cfg, obs_dim: int, act_dim: int, seed: int) -> GaussianMLPPolicy:
     return GaussianMLPPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.init_std, seed=seed,
                              dtype=cfg.dtype, nonlinearity=cfg.nonlinearity)
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    """One training run in ``cfg.logdir``; holds the folder's lock until :meth:`close`."""
+
+    def __init__(self, cfg: TrainConfig, stop: StopSignals | None = None):
         self.cfg = cfg
+        self.stop = stop or StopSignals()   # never installed: never stops
+        self.lock = run_folder.RunLock(cfg.logdir, _say).acquire()
+        self.vector_env = None
+        try:
+            self._prepare_folder()
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare_folder(self) -> None:
+        cfg = self.cfg
+        checkpoint_dirs = [os.path.join(cfg.logdir, name) for name in ("checkpoints", "best")]
+        run_folder.check_fresh_start(cfg.logdir, checkpoint_dirs, cfg.resume, cfg.overwrite)
+        if cfg.overwrite:
+            run_folder.clear_run(cfg.logdir, RUN_FILES, _say)
+        for directory in checkpoint_dirs:
+            run_folder.clean_leftovers(directory, _say)
+        resuming = cfg.resume and bool(run_folder.checkpoint_iterations(checkpoint_dirs[0]))
+        run_folder.compare_settings(cfg.logdir, run_settings(cfg), FIXED_SETTINGS, _say,
+                                    compare=resuming)
+
+    def _build(self) -> None:
+        cfg = self.cfg
         self.task_env = make_env(cfg.env_name, cfg.oracle)
         obs_dim = self.task_env.observation_space.shape[0]
         act_dim = self.task_env.action_space.shape[0]
-        self.vector_env = make_vector_env(cfg.env_name, cfg.meta_batch_size * cfg.fast_batch_size,
-                                          cfg.oracle, cfg.num_workers)
+        with children_ignore_interrupts():   # the workers stop when this process says so
+            self.vector_env = make_vector_env(
+                cfg.env_name, cfg.meta_batch_size * cfg.fast_batch_size, cfg.oracle,
+                cfg.num_workers)
         self.sampler = BatchSampler(self.vector_env, cfg.meta_batch_size, cfg.fast_batch_size,
                                     cfg.max_path_length)
         tf.random.set_seed(cfg.seed)
@@ -51,8 +118,9 @@ class Trainer:
             best_return=self.best_return, best_iteration=self.best_iteration)
         self.best_checkpointer = IterationCheckpointer(
             os.path.join(cfg.logdir, "best"), max_to_keep=1, policy=self.policy)
-        self.writer = tf.summary.create_file_writer(cfg.logdir)
+        self.writer = None   # created by train(), after the event files are truncated
         self.progress_path = os.path.join(cfg.logdir, "progress.csv")
+        self.last_saved = None
 
     # ------------------------------------------------------------------
     def _seed(self, iteration: int, step: int) -> int:
@@ -87,9 +155,25 @@ class Trainer:
             self.best_iteration.assign(iteration)
             self.best_checkpointer.save(iteration)
         stats.update(self.learner.meta_step(episodes[:-1], episodes[-1]))
+        self._check_finite(iteration, theta, stats)
         stats["time_iteration"] = time.time() - started
         stats["env_steps_per_second"] = stats["env_steps"] / max(sample_time, 1e-9)
         return stats
+
+    def _check_finite(self, iteration: int, theta, stats: dict) -> None:
+        """Undoes the step and raises NonFiniteError if the parameters or the quantities the
+        step was computed from are not finite (a rejected line search may report NaN loss and
+        KL for its last candidate: that is not a failure, the parameters are restored)."""
+        keys = ("return_pre_update", "return_post_update", "loss_before", "grad_norm")
+        bad = {k: stats[k] for k in keys if not math.isfinite(stats[k])}
+        if not bad and np.all(np.isfinite(self.policy.get_flat().numpy())):
+            return
+        self.policy.set_flat(theta)
+        values = ", ".join(f"{k} {v}" for k, v in bad.items()) or "parameters"
+        raise NonFiniteError(
+            f"iteration {iteration}: not finite ({values}); stopped before keeping the step, "
+            f"so no checkpoint holds non-finite parameters (last saved: ckpt-{self.last_saved} "
+            f"in {self.checkpointer.directory}). Lower --step_size or --fast_lr and resume")
 
     def _log(self, iteration: int, stats: dict) -> None:
         with self.writer.as_default(step=iteration):
@@ -97,11 +181,15 @@ class Trainer:
                 tf.summary.scalar(key, float(value))
         self.writer.flush()
         write_header = not os.path.exists(self.progress_path)
-        with open(self.progress_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["iteration"] + sorted(stats))
-            if write_header:
-                writer.writeheader()
-            writer.writerow({"iteration": iteration, **stats})
+        try:
+            with open(self.progress_path, "a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["iteration"] + sorted(stats))
+                if write_header:
+                    writer.writeheader()
+                writer.writerow({"iteration": iteration, **stats})
+        except OSError as error:
+            raise run_folder.RunFolderError(
+                f"cannot write {self.progress_path}: {error.strerror or error}") from None
         logging.info(
             "itr %d | return pre %.2f post %.2f | KL %.4f | loss %.4g -> %.4g | %s%d backtracks"
             " | %.1fs (sampling %.1fs, meta-step %.1fs)", iteration,
@@ -110,27 +198,63 @@ class Trainer:
             "" if stats["accepted"] else "REJECTED after ", stats["backtracks"],
             stats["time_iteration"], stats["time_sampling"], stats["time_meta_step"])
 
+    def _save(self, done: int) -> None:
+        self.checkpointer.save(done)
+        self.last_saved = done
+
     def train(self) -> list:
+        """Meta-trains up to ``n_itr`` iterations from the newest intact checkpoint (when
+        resuming) or from scratch; returns the statistics of the iterations run."""
         cfg = self.cfg
-        start = 0
+        restored = None
         if cfg.resume:
-            restored = self.checkpointer.restore()
-            if restored is not None:
-                start = restored
-                logging.info("resumed from %s at iteration %d (best %.2f at %d)",
-                             self.checkpointer.directory, start, self.best_return.numpy(),
-                             self.best_iteration.numpy())
-        if start == 0:
-            self.checkpointer.save(0)   # the random initialisation (random baseline)
-        history = []
-        for iteration in range(start, cfg.n_itr):
-            stats = self.run_iteration(iteration)
-            self._log(iteration, stats)
-            history.append(stats)
-            done = iteration + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.n_itr:
-                self.checkpointer.save(done)
+            restored = self.checkpointer.restore(log=_say, set_aside_damaged=True)
+        start = restored or 0
+        if restored is not None:
+            self.last_saved = restored
+            logging.info("resumed from %s at iteration %d (best %.2f at %d)",
+                         self.checkpointer.directory, start, self.best_return.numpy(),
+                         self.best_iteration.numpy())
+        # rows and TensorBoard points of iterations after the checkpoint are redone
+        rows = run_folder.truncate_progress_csv(self.progress_path, start)
+        points = run_folder.truncate_events(cfg.logdir, start)
+        if rows or points:
+            logging.info("dropped %d progress.csv rows and %d TensorBoard points of "
+                         "iterations >= %d (redone from the checkpoint)", rows, points, start)
+        if start >= cfg.n_itr:
+            logging.info("Run already complete: ckpt-%d holds all %d iterations; nothing to "
+                         "train (raise --n_itr to go on, or --overwrite to start again)",
+                         start, cfg.n_itr)
+            return []
+        self.writer = tf.summary.create_file_writer(cfg.logdir)
+        history, done, last_save_time = [], start, time.time()
+        with self.stop.deferred():
+            if restored is None:
+                self._save(0)   # the random initialisation (random baseline)
+            for iteration in range(start, cfg.n_itr):
+                if self.stop.requested:
+                    break
+                stats = self.run_iteration(iteration)
+                self._log(iteration, stats)
+                history.append(stats)
+                done = iteration + 1
+                if (done % cfg.checkpoint_every == 0 or done == cfg.n_itr
+                        or time.time() - last_save_time >= 60.0 * cfg.checkpoint_minutes):
+                    self._save(done)
+                    last_save_time = time.time()
+            if done != self.last_saved:
+                self._save(done)
+        if self.stop.requested:
+            raise self.stop.stop(f"after iteration {done - 1}: saved "
+                                 f"{self.checkpointer.path(done)} (the policy after {done} "
+                                 f"iterations); run the same command to resume")
         return history
 
     def close(self) -> None:
-        self.vector_env.close()
+        if self.vector_env is not None:
+            self.vector_env.close()
+            self.vector_env = None
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
+            self.writer = None
+        self.lock.release()
