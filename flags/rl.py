@@ -119,9 +119,9 @@ for _name in ("meta_batch_size", "fast_batch_size", "max_path_length"):
 flags.register_validator("test_num_episodes", lambda v: v is None or v >= 1,
                          message="--test_num_episodes must be a positive integer")
 flags.register_validator("test_fast_lr", lambda v: v is None or (math.isfinite(v) and v >= 0),
-                         message="--test_fast_lr must be a finite number >= 0")
+                         message="--test_fast_lr must be >= 0 and finite")
 flags.register_validator("test_lr_decay", lambda v: v is None or (math.isfinite(v) and v >= 0),
-                         message="--test_lr_decay must be a finite number >= 0")
+                         message="--test_lr_decay must be >= 0 and finite")
 for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_num_tasks"):
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
@@ -129,22 +129,22 @@ for _name in ("num_grad_updates", "test_num_steps"):
 flags.register_validator("num_workers", lambda v: v is None or v >= 0,
                          message="--num_workers must be >= 0")
 flags.register_validator("fast_lr", lambda v: v is None or (math.isfinite(v) and v > 0),
-                         message="--fast_lr must be a finite number > 0")
+                         message="--fast_lr must be > 0 and finite")
 flags.register_validator("step_size", lambda v: math.isfinite(v) and v > 0,
-                         message="--step_size must be a finite number > 0")
+                         message="--step_size must be > 0 and finite")
 flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
-                         message="--checkpoint_minutes must be a finite number >= 0")
+                         message="--checkpoint_minutes must be >= 0 and finite")
 flags.register_validator("discount", lambda v: 0 < v <= 1, message="--discount must be in (0, 1]")
 flags.register_validator("gae_lambda", lambda v: 0 <= v <= 1,
                          message="--gae_lambda must be in [0, 1]")
 flags.register_validator("fd_base_eps", lambda v: math.isfinite(v) and v > 0,
-                         message="--fd_base_eps must be a finite number > 0")
+                         message="--fd_base_eps must be > 0 and finite")
 flags.register_validator("cg_damping", lambda v: math.isfinite(v) and v >= 0,
-                         message="--cg_damping must be a finite number >= 0")
+                         message="--cg_damping must be >= 0 and finite")
 flags.register_validator("backtrack_ratio", lambda v: 0 < v < 1,
                          message="--backtrack_ratio must be in (0, 1)")
 flags.register_validator("init_std", lambda v: math.isfinite(v) and v > 0,
-                         message="--init_std must be a finite number > 0")
+                         message="--init_std must be > 0 and finite")
 flags.register_validator(
     "hidden_sizes", lambda v: len(v) >= 1 and all(s.isdigit() and int(s) > 0 for s in v),
     message="--hidden_sizes must be a comma-separated list of positive integers, e.g. 100,100")

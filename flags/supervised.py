@@ -108,19 +108,19 @@ for _name in ("pretrain_iterations", "metatrain_iterations"):
     flags.register_validator(_name, lambda v: v is not None and v >= 0,
                              message=f"--{_name} must be >= 0")
 flags.register_validator("meta_lr", lambda v: math.isfinite(v) and v > 0,
-                         message="--meta_lr must be a finite number > 0")
+                         message="--meta_lr must be > 0 and finite")
 flags.register_validator("update_lr", lambda v: math.isfinite(v) and v > 0,
-                         message="--update_lr must be a finite number > 0")
+                         message="--update_lr must be > 0 and finite")
 flags.register_validator("checkpoint_interval", lambda v: v is not None and v >= 1,
                          message="--checkpoint_interval must be a positive integer")
 flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
-                         message="--checkpoint_minutes must be a finite number >= 0")
+                         message="--checkpoint_minutes must be >= 0 and finite")
 flags.register_validator("train_update_batch_size", lambda v: v == -1 or v >= 1,
                          message="--train_update_batch_size must be -1 (same as "
                                  "--update_batch_size) or a positive integer")
 flags.register_validator("train_update_lr", lambda v: v == -1 or (math.isfinite(v) and v > 0),
-                         message="--train_update_lr must be -1 (same as --update_lr) or a "
-                                 "finite number > 0")
+                         message="--train_update_lr must be -1 (same as --update_lr) or > 0 "
+                                 "and finite")
 flags.register_validator("test_seed", lambda v: v is not None and v >= -1,
                          message="--test_seed must be -1 (the original's seeds) or >= 0")
 flags.register_validator("baseline", lambda v: v in (None, "None", "oracle"),

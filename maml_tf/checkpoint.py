@@ -49,8 +49,9 @@ def checkpoint_problem(prefix: str) -> Optional[str]:
             value = reader.get_tensor(key)
             if dtype.is_floating and not np.all(np.isfinite(value)):
                 return f"holds non-finite values (NaN or inf) in {key}"
-    except (tf.errors.OpError, ValueError, OSError) as error:
-        message = getattr(error, "message", None) or str(error)
+    except Exception as error:   # noqa: BLE001 -- any failure to read it whole is damage
+        # (OpError for bad sstables and checksums, IndexError for a truncated data shard)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
         return message.strip().splitlines()[0][:300]
     return None
 
@@ -141,7 +142,7 @@ class IterationCheckpointer:
                 status.expect_partial()
             else:
                 status.assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
             message = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
             raise CheckpointError(
                 f"checkpoint {path} does not fit the model built from these flags "

@@ -10,7 +10,7 @@ training process at a time and to one run:
   is refused unless ``--overwrite`` is given, and :func:`clear_run` then removes the old run's
   files (only the names a run writes; anything else in the folder is left alone).
 - :func:`clean_leftovers`: the debris of writes cut short by a kill or a full disk
-  (``ckpt-N_temp/`` folders, data shards without an index, TensorFlow's ``.tempstate`` files).
+  (``ckpt-N_temp/`` folders, data shards without an index, temporary state files).
 - :func:`truncate_progress_csv` and :func:`truncate_events`: after a resume at iteration k,
   rows and TensorBoard points of iterations >= k (written after the restored checkpoint,
   before a kill) are dropped, so the curves have no duplicated steps.
@@ -164,7 +164,8 @@ def clean_leftovers(directory: str, log: Callable[[str], None] = print) -> list[
     for name in names:
         path = os.path.join(directory, name)
         shard = _DATA_SHARD.match(name)
-        if (_TEMP_DIR.match(name) or ".tempstate" in name
+        if (_TEMP_DIR.match(name) or ".tempstate" in name or name.endswith(".rewrite-tmp")
+                or name.startswith("checkpoint.tmp")
                 or (shard and shard.group(1) not in indexed)):
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)

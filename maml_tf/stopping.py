@@ -76,7 +76,8 @@ class StopSignals:
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self._depth == 0:
-            raise Stopped(signum, f"Stopped by {name} before training started; nothing to save")
+            raise Stopped(signum, f"Stopped by {name} outside a training iteration; nothing "
+                                  f"to save")
         if self.requested is None:
             self.requested = signum
             _write_stderr(f"{name} received: finishing the current iteration and saving a "
