@@ -69,3 +69,27 @@ class _stderr_without:
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
         return False
+
+
+def machine_description() -> str:
+    """CPU model, the vector extensions that change kernel speed and rounding, cores, oneDNN.
+
+    Every speed figure is printed with this line: absolute times from different CPU models
+    are not comparable (AVX-512 vs AVX2 alone is about 2x on convolutions).
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())  # the first processor's
+    except OSError:
+        pass
+    import platform
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = set(fields.get("flags", "").split())
+    vector = sorted(f for f in flags if f == "avx2" or f.startswith("avx512"))
+    return (f"{model}, {os.cpu_count()} cores, flags: {' '.join(vector) or 'no avx2/avx512'}, "
+            f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '(unset)')}")

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/benchmark.py                 # every configuration below
     .venv/bin/python scripts/benchmark.py --only=sinusoid --iterations=500
+    .venv/bin/python scripts/benchmark.py --only=omniglot_5way_1shot --conv_impl=both
 
 Each configuration builds the real model and MetaLearner, runs warm-up iterations (tracing,
 XLA compilation), then times ``--iterations`` full meta-training steps (forward, inner loop,
@@ -22,13 +23,19 @@ import tensorflow as tf  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import ConvNet, FullyConnectedNet  # noqa: E402
+from maml_tf.runtime import machine_description  # noqa: E402
 
 # name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, xla)
+# (conv factories take the convolution path: "auto", "grouped" or "per_task")
 CONFIGS = {
-    "sinusoid": (lambda: FullyConnectedNet(1, 1, (40, 40), norm="None"), 25, 1, 10, 10, 0.01, 1),
-    "omniglot_5way_1shot": (lambda: ConvNet(5, 28, 1, 64), 32, 5, 1, 1, 0.4, 1),
-    "omniglot_20way_1shot": (lambda: ConvNet(20, 28, 1, 64), 16, 20, 1, 1, 0.1, 5),
-    "miniimagenet_5way_1shot": (lambda: ConvNet(5, 84, 3, 32, max_pool=True, flatten_head=True),
+    "sinusoid": (lambda impl: FullyConnectedNet(1, 1, (40, 40), norm="None"),
+                 25, 1, 10, 10, 0.01, 1),
+    "omniglot_5way_1shot": (lambda impl: ConvNet(5, 28, 1, 64, conv_impl=impl),
+                            32, 5, 1, 1, 0.4, 1),
+    "omniglot_20way_1shot": (lambda impl: ConvNet(20, 28, 1, 64, conv_impl=impl),
+                             16, 20, 1, 1, 0.1, 5),
+    "miniimagenet_5way_1shot": (lambda impl: ConvNet(5, 84, 3, 32, max_pool=True,
+                                                     flatten_head=True, conv_impl=impl),
                                 4, 5, 1, 15, 0.01, 5),
 }
 
@@ -45,10 +52,10 @@ def synthetic_batch(model, tasks, n, k, q, rng):
     return tuple(tf.constant(v) for v in (xa, ya, xb, yb))
 
 
-def time_config(name, first_order, xla, iterations, warmup):
+def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto"):
     factory, tasks, n, k, q, lr, steps = CONFIGS[name]
     tf.keras.utils.set_random_seed(0)
-    model = factory()
+    model = factory(conv_impl)
     spec = InnerLoopSpec(lr, steps, classification=n > 1, update_batch_size=k,
                          first_order=first_order)
     learner = MetaLearner(model, spec, jit_compile=xla,
@@ -64,7 +71,7 @@ def time_config(name, first_order, xla, iterations, warmup):
         start = time.perf_counter()
         float(learner.meta_train_step(batch)["post_loss"])  # forces completion
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)), trace_s
+    return 1000 * float(np.median(times)), trace_s, getattr(model, "conv_impl", "-")
 
 
 def main():
@@ -72,21 +79,31 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--iterations", type=int, default=0,
                         help="timed iterations (default: 500 sinusoid, 30 conv)")
+    parser.add_argument("--conv_impl", default="auto",
+                        choices=("auto", "grouped", "per_task", "both"),
+                        help="convolution path of the conv nets (both: one row each)")
     args = parser.parse_args()
     names = [n for n in CONFIGS if not args.only or n in args.only.split(",")]
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
-    print("| configuration | XLA | second-order ms | first-order ms | FO speed-up | "
+    unknown = set(args.only.split(",")) - set(CONFIGS) if args.only else set()
+    if unknown:
+        parser.error(f"--only: unknown configuration(s) {sorted(unknown)}; "
+                     f"known: {', '.join(CONFIGS)}")
+    impls = ("grouped", "per_task") if args.conv_impl == "both" else (args.conv_impl,)
+    print(f"TensorFlow {tf.__version__}; {machine_description()}")
+    print("| configuration | conv path | XLA | second-order ms | first-order ms | FO speed-up | "
           "trace s (SO) |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         xla_options = (False, True) if name == "sinusoid" else (False,)
         iterations = args.iterations or (500 if name == "sinusoid" else 30)
         warmup = 100 if name == "sinusoid" else 3
-        for xla in xla_options:
-            second, trace = time_config(name, False, xla, iterations, warmup)
-            first, _ = time_config(name, True, xla, iterations, warmup)
-            print(f"| {name} | {'on' if xla else 'off'} | {second:.2f} | {first:.2f} | "
-                  f"{100 * (1 - first / second):.0f}% less time | {trace:.1f} |", flush=True)
+        for impl in impls if name != "sinusoid" else ("-",):
+            for xla in xla_options:
+                second, trace, path = time_config(name, False, xla, iterations, warmup, impl)
+                first, _, _ = time_config(name, True, xla, iterations, warmup, impl)
+                print(f"| {name} | {path} | {'on' if xla else 'off'} | {second:.2f} | "
+                      f"{first:.2f} | {100 * (1 - first / second):.0f}% less time | "
+                      f"{trace:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ archives from ``../shared/data`` (relative to the repo root, or $MAML_REAL_DATA)
 import functools
 import io
 import os
+import pickle
 import random
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -381,3 +383,32 @@ def test_short_real_omniglot_run_beats_chance(real_omniglot, tmp_path):
     assert accuracies.shape == (100, 11)
     assert accuracies[:, 1].mean() > 0.5 and accuracies[:, 10].mean() > 0.5
     assert accuracies[:, 1].mean() > accuracies[:, 0].mean() + 0.2  # adaptation helps
+
+
+def test_real_omniglot_run_with_onednn_off_and_on(real_omniglot, tmp_path):
+    """A short real-data run through main.py in fresh processes: trained with oneDNN forced
+    off (per-task convolutions, announced), then the same checkpoint tested with oneDNN off
+    and on (grouped convolutions): the same per-task accuracies."""
+    from tests.test_portability import FALLBACK_NOTE, _run
+
+    out, _ = real_omniglot
+    flags = [sys.executable, "main.py", "--datasource=omniglot", f"--omniglot_folder={out}",
+             "--meta_batch_size=4", "--update_batch_size=1", "--update_lr=0.4",
+             "--num_updates=1", "--metatrain_iterations=20", "--seed=1", f"--logdir={tmp_path}"]
+    run = _run(flags, "0")
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.count(FALLBACK_NOTE) == 1
+    accuracies = {}
+    for onednn in ("0", "1"):
+        run = _run(flags + ["--train=False", "--test_set=True", "--num_test_tasks=60"], onednn)
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+        assert (FALLBACK_NOTE in run.stderr) == (onednn == "0")
+        (pkl,) = list(tmp_path.glob("*/test_ubs1_stepsize0.4*.pkl"))
+        with open(pkl, "rb") as f:
+            accuracies[onednn] = pickle.load(f)["mses"]
+        pkl.unlink()
+    assert accuracies["0"].shape == (60, 11)
+    # Same weights, same tasks; only the convolution kernels differ, so at most a rare
+    # near-tie of two logits may flip one query image.
+    assert np.mean(accuracies["0"] == accuracies["1"]) > 0.99
+    assert abs(accuracies["0"].mean() - accuracies["1"].mean()) < 0.005
