@@ -204,7 +204,8 @@ def grouped_conv_gradients_available(dtype: str = "float32") -> tuple[bool, str]
                 results.append(outer.gradient(meta, kernels))
     except (tf.errors.OpError, ValueError, TypeError) as error:
         text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error)).strip()
-        return False, f"{type(error).__name__}: {text.splitlines()[0][:160] if text else ''}"
+        first_sentence = text.splitlines()[0].split(". ")[0][:160] if text else ""
+        return False, f"{type(error).__name__}: {first_sentence}"
     for fast, reference in zip(results[:2], results[2:]):
         scale = float(tf.reduce_max(tf.abs(reference)))
         if float(tf.reduce_max(tf.abs(fast - reference))) > 1e-3 * scale:
