@@ -6,9 +6,11 @@
 
 Why: ``logs/`` is not versioned (events files and every checkpoint are large), but a
 60,000-iteration run spans several sessions. For every experiment directory below the given
-folders this copies only the newest ``ckpt-N`` files (model and optimizer state) plus a
-``checkpoint`` state file naming just that one, keeping the path relative to the repository
-root, and any test CSVs. A ``best/`` sub-folder (the RL trainer's best policy) is packed too.
+folders this copies the newest ``ckpt-N`` files (model and optimizer state), the milestone
+checkpoints every ``--keep_every`` iterations, a ``checkpoint`` state file naming them, the
+test results (CSV and pickle, ``milestones/``) and the TensorBoard event files (validation
+curve and wall time for ``scripts/campaign.py``), keeping the path relative to the repository
+root. A ``best/`` sub-folder (the RL trainer's best policy) is packed too.
 """
 import argparse
 import os
@@ -22,25 +24,52 @@ import tensorflow as tf  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def pack_directory(directory: str, destination_root: str) -> list[str]:
-    """Packs ``directory`` if it holds checkpoints; returns the files written."""
+def _iteration(prefix: str) -> int:
+    return int(prefix.rsplit("-", 1)[1])
+
+
+def _milestone_prefixes(directory: str, keep_every: int) -> list[str]:
+    """Checkpoints at multiples of ``keep_every`` (scripts/campaign.py tests them later)."""
+    if keep_every <= 0:
+        return []
+    names = (n[:-len(".index")] for n in os.listdir(directory)
+             if n.startswith("ckpt-") and n.endswith(".index"))
+    return [n for n in names if n[5:].isdigit() and _iteration(n) > 0
+            and _iteration(n) % keep_every == 0]
+
+
+def pack_directory(directory: str, destination_root: str, keep_every: int = 10000,
+                   logs_root: str = os.path.join(ROOT, "logs")) -> list[str]:
+    """Packs ``directory`` if it holds checkpoints; returns the files written.
+
+    Beside the newest checkpoint: the milestone checkpoints (every ``keep_every``
+    iterations), test results and TensorBoard event files, so that a run continued on another
+    machine still has its validation curve, wall time and untested milestones."""
     latest = tf.train.latest_checkpoint(directory)
     if latest is None:
         return []
-    relative = os.path.relpath(directory, ROOT)
-    target = os.path.join(destination_root, os.path.relpath(relative, "logs")
-                          if relative.startswith("logs") else relative)
+    relative = os.path.relpath(directory, logs_root)  # logs/X is packed as checkpoints/X
+    if relative.startswith(".."):
+        relative = os.path.relpath(directory, ROOT)
+    if relative.startswith(".."):
+        raise ValueError(f"{directory} is neither below {logs_root} nor below {ROOT}")
+    target = os.path.join(destination_root, relative)
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.makedirs(target)
     written = []
     prefix = os.path.basename(latest)
+    kept = [prefix] + [p for p in _milestone_prefixes(directory, keep_every) if p != prefix]
     for name in os.listdir(directory):
-        if name.startswith(prefix + ".") or name.endswith(".csv"):
+        if (any(name.startswith(p + ".") for p in kept) or name.endswith((".csv", ".pkl"))
+                or name.startswith("events.out.tfevents.")):
             shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
             written.append(os.path.join(target, name))
-    tf.compat.v1.train.update_checkpoint_state(target, prefix,
-                                               all_model_checkpoint_paths=[prefix])
+    if os.path.isdir(os.path.join(directory, "milestones")):
+        shutil.copytree(os.path.join(directory, "milestones"), os.path.join(target, "milestones"))
+        written.append(os.path.join(target, "milestones"))
+    tf.compat.v1.train.update_checkpoint_state(
+        target, prefix, all_model_checkpoint_paths=sorted(kept, key=_iteration))
     written.append(os.path.join(target, "checkpoint"))
     return written
 
@@ -49,12 +78,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", help="run folders below logs/")
     parser.add_argument("--out", default=os.path.join(ROOT, "checkpoints"))
+    parser.add_argument("--keep_every", type=int, default=10000,
+                        help="also pack checkpoints at multiples of this (0: only the newest)")
     args = parser.parse_args()
     for folder in args.folders:
         if not os.path.isdir(folder):
             sys.exit(f"error: {folder} is not a folder")
         for current, _, _ in os.walk(folder):
-            for path in pack_directory(os.path.abspath(current), args.out):
+            for path in pack_directory(os.path.abspath(current), args.out,
+                                       args.keep_every):
                 print(path)
 
 

@@ -1,0 +1,257 @@
+"""The Table 1 training campaign: how far each long run got, its validation curve, milestones.
+
+    .venv/bin/python scripts/campaign.py status [--logroot=logs] [--plot=docs/figures/campaign.png]
+    .venv/bin/python scripts/campaign.py milestones --run=miniimagenet_1shot_fo [--every=10000]
+
+Why: MiniImagenet and the larger Omniglot configurations train for a day or more, across many
+sessions and machines. A run cut short must still say what it reached. ``status`` reads only
+what the runs wrote (checkpoints, TensorBoard events, test results) and prints one markdown
+row per started run, in the campaign's order: iterations reached, training wall time so far
+(event times, pauses between sessions left out), the latest validation accuracies, and the
+600-task test result at each milestone. ``--plot`` draws validation and milestone test
+accuracy against iterations with the paper's value as a line.
+
+``milestones`` runs the run's own ``./run.sh NAME_test --test_iter=N`` (the original's 600-task
+protocol) for every multiple of ``--every`` that has a checkpoint and no result yet, and keeps
+each result as ``<experiment>/milestones/itr{N}_<test file>``, so milestone tests never
+overwrite the final result that ``maml_tf.compare`` reads.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import maml_tf  # noqa: E402,F401  (TensorFlow's environment first)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from maml_tf import compare  # noqa: E402
+from maml_tf.config import experiment_name  # noqa: E402
+from maml_tf.evaluation import read_results, result_basename, summarize  # noqa: E402
+
+# The order the campaign trains in (issue 12); the rest follow in Table 1's order.
+CAMPAIGN_ORDER = ("miniimagenet_1shot_fo", "miniimagenet_1shot", "omniglot_20way_1shot",
+                  "omniglot_5way_5shot", "miniimagenet_5shot_fo")
+PAUSE_SECONDS = 30 * 60  # a longer gap between two events is a pause between sessions
+TABLE1_ITERATIONS = 60000  # every Table 1 line of run.sh trains this long
+
+
+def run_sh_name(cfg) -> str:
+    """The run.sh entry that trains a Table 1 configuration."""
+    if cfg.datasource == "miniimagenet":
+        return f"miniimagenet_{cfg.update_batch_size}shot" + ("_fo" if cfg.stop_grad else "")
+    if not cfg.conv:
+        return f"omniglot_noconv_5way_{cfg.update_batch_size}shot"
+    return f"omniglot_{cfg.num_classes}way_{cfg.update_batch_size}shot"
+
+
+def campaign_runs(logroot: str) -> list[dict]:
+    """Every Table 1 configuration, campaign order first, with its experiment directory."""
+    runs = []
+    for label, folder, cfg, paper_key in compare._classification_runs():
+        name = run_sh_name(cfg)
+        runs.append(dict(name=name, label=label, cfg=cfg, paper_key=paper_key,
+                         directory=os.path.join(logroot, folder, experiment_name(cfg))))
+    rank = {name: i for i, name in enumerate(CAMPAIGN_ORDER)}
+    return sorted(runs, key=lambda r: rank.get(r["name"], len(rank)))
+
+
+def checkpoint_iterations(directory: str) -> list[int]:
+    return sorted(int(m.group(1)) for m in (re.search(r"ckpt-(\d+)\.index$", p) for p in
+                                            glob.glob(os.path.join(directory, "ckpt-*.index")))
+                  if m)
+
+
+def read_events(directory: str) -> tuple[dict, list[float]]:
+    """{tag: [(step, value)]} and every event's wall time, from all event files of a run."""
+    scalars, times = {}, []
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                times.append(event.wall_time)
+                for value in event.summary.value:
+                    number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
+                              else float(value.simple_value))
+                    scalars.setdefault(value.tag, []).append((event.step, number))
+        except tf.errors.DataLossError:  # a file cut by a kill: keep what was read
+            continue
+    return {tag: sorted(points) for tag, points in scalars.items()}, sorted(times)
+
+
+def training_seconds(times: list[float]) -> float:
+    gaps = np.diff(times) if len(times) > 1 else np.zeros(0)
+    return float(gaps[gaps < PAUSE_SECONDS].sum())
+
+
+def final_validation_tag(scalars: dict) -> str | None:
+    """The validation accuracy after the most inner steps that the run logged."""
+    tags = [t for t in scalars if t.startswith("metaval_Post-update accuracy, step ")]
+    return max(tags, key=lambda t: int(t.rsplit(" ", 1)[1])) if tags else None
+
+
+def _accuracy(pkl_path: str) -> tuple[float, float, int | None]:
+    """Accuracy % and its 95% CI after the last inner step, and the tested iteration."""
+    with open(pkl_path, "rb") as f:
+        saved = pickle.load(f)
+    means, _, ci95 = summarize(saved["mses"])
+    return 100 * means[-1], 100 * ci95[-1], saved.get("iteration")
+
+
+def milestone_results(directory: str) -> list[tuple[int, float, float]]:
+    """(iteration, accuracy %, 95% CI %) of every milestone test."""
+    found = []
+    for path in glob.glob(os.path.join(directory, "milestones", "itr*_test_*.pkl")):
+        iteration = int(re.search(r"itr(\d+)_", os.path.basename(path)).group(1))
+        found.append((iteration,) + _accuracy(path)[:2])
+    return sorted(found)
+
+
+def final_result(directory: str, cfg) -> str:
+    """The original-protocol test result that compare reads, with its iteration."""
+    base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr))
+    if os.path.exists(base + ".pkl"):
+        accuracy, ci95, iteration = _accuracy(base + ".pkl")
+        return f"{accuracy:.2f} +- {ci95:.2f}" + (
+            f" (ckpt {iteration:,})" if iteration is not None else "")
+    if os.path.exists(base + ".csv"):  # packed before pickles were packed
+        saved = read_results(base + ".csv")
+        return f"{100 * saved['means'][-1]:.2f} +- {100 * saved['ci95'][-1]:.2f}"
+    return "-"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def status(logroot: str, paper: dict) -> tuple[str, list[dict]]:
+    lines = ["| configuration | run.sh | iterations reached | training time so far | "
+             "validation accuracy (last 5 evaluations) | milestone tests (600 tasks) | "
+             "final test | paper |",
+             "|---|---|---|---|---|---|---|---|"]
+    started = []
+    for run in campaign_runs(logroot):
+        checkpoints = checkpoint_iterations(run["directory"])
+        scalars, times = read_events(run["directory"])
+        if not checkpoints and not times:
+            continue
+        run.update(scalars=scalars, milestones=milestone_results(run["directory"]),
+                   reached=checkpoints[-1] + 1 if checkpoints else 0)
+        started.append(run)
+        tag = final_validation_tag(scalars)
+        recent = [v for _, v in scalars[tag][-5:]] if tag else []
+        validation = (f"{100 * np.mean(recent):.1f}% ({tag.rsplit(', ', 1)[1]}, up to "
+                      f"it. {scalars[tag][-1][0]})" if recent else "-")
+        tests = "; ".join(f"{i:,}: {a:.2f} +- {c:.2f}" for i, a, c in run["milestones"]) or "-"
+        dataset, method, cell = run["paper_key"]
+        number = paper.get(dataset, {}).get(method, {}).get(cell)
+        paper_text = f"{number[0]} +- {number[1]}" if number else "-"
+        logged = max((points[-1][0] for points in scalars.values()), default=-1) + 1
+        reached = f"{run['reached']:,} of {TABLE1_ITERATIONS:,}" + (
+            f" (logged to {logged:,})" if logged > run["reached"] else "")
+        hours = _hours(training_seconds(times)) if times else "- (no events kept)"
+        lines.append(f"| {run['label']} | `{run['name']}` | {reached} | {hours} | "
+                     f"{validation} | {tests} | {final_result(run['directory'], run['cfg'])} | "
+                     f"{paper_text} |")
+    return "\n".join(lines), started
+
+
+def plot(started: list[dict], paper: dict, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(started), figsize=(5 * len(started), 3.6), squeeze=False)
+    for ax, run in zip(axes[0], started):
+        tag = final_validation_tag(run["scalars"])
+        if tag:
+            steps, values = zip(*run["scalars"][tag])
+            window = min(10, len(values))
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps, 100 * np.asarray(values), color="0.8", lw=0.8,
+                    label="validation (one meta-batch)")
+            ax.plot(steps[window - 1:], 100 * smooth, color="C0",
+                    label=f"validation, mean of {window}")
+        if run["milestones"]:
+            its, accs, cis = zip(*run["milestones"])
+            ax.errorbar(its, accs, yerr=cis, fmt="o", color="C3", capsize=3,
+                        label="test, 600 tasks (95% CI)")
+        dataset, method, cell = run["paper_key"]
+        number = paper.get(dataset, {}).get(method, {}).get(cell)
+        if number:
+            ax.axhline(number[0], color="k", ls="--", lw=1, label="paper")
+            ax.axhspan(number[0] - number[1], number[0] + number[1], color="k", alpha=0.08)
+        ax.set_title(f"{run['label']} ({run['reached']:,} it.)", fontsize=9)
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel("accuracy after adaptation (%)")
+        ax.set_xlim(0, TABLE1_ITERATIONS)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def run_milestones(run: dict, logroot: str, every: int, run_sh: str):
+    """Tests every ``every``-th checkpoint that has no milestone result yet."""
+    directory = run["directory"]
+    cfg = run["cfg"]
+    done = {i for i, _, _ in milestone_results(directory)}
+    todo = [i for i in checkpoint_iterations(directory) if i % every == 0 and i not in done]
+    if not todo:
+        print(f"{run['name']}: no untested milestone (checkpoints at multiples of {every:,})")
+    base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr))
+    for iteration in todo:
+        kept = {}
+        for ext in (".csv", ".pkl"):  # the final result, if any, is put back afterwards
+            if os.path.exists(base + ext):
+                kept[ext] = base + ext + ".kept"
+                shutil.move(base + ext, kept[ext])
+        try:
+            subprocess.run([run_sh, f"{run['name']}_test", f"--test_iter={iteration}"],
+                           check=True, env=dict(os.environ, LOGROOT=logroot))
+            os.makedirs(os.path.join(directory, "milestones"), exist_ok=True)
+            for ext in (".csv", ".pkl"):
+                shutil.move(base + ext, os.path.join(
+                    directory, "milestones", f"itr{iteration}_{os.path.basename(base)}{ext}"))
+        finally:
+            for ext, path in kept.items():
+                shutil.move(path, base + ext)
+        print(f"{run['name']}: milestone {iteration:,} tested")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("status", "milestones"))
+    parser.add_argument("--logroot", default="logs")
+    parser.add_argument("--plot", default="", help="status: write the accuracy plot here")
+    parser.add_argument("--run", default="", help="milestones: the run.sh name of the run")
+    parser.add_argument("--every", type=int, default=10000, help="milestones: interval")
+    args = parser.parse_args(argv)
+    paper = compare.load_paper_numbers()
+    if args.command == "status":
+        table, started = status(args.logroot, paper)
+        print(table)
+        if args.plot and started:
+            print(f"plot: {plot(started, paper, args.plot)}")
+        return 0
+    runs = {run["name"]: run for run in campaign_runs(args.logroot)}
+    if args.run not in runs:
+        parser.error(f"--run must be one of {', '.join(runs)}; got {args.run!r}")
+    if args.every <= 0:
+        parser.error(f"--every must be > 0, got {args.every}")
+    run_milestones(runs[args.run], args.logroot, args.every, os.path.join(ROOT, "run.sh"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

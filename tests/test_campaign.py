@@ -1,0 +1,84 @@
+"""The campaign tools: status from what a run wrote, and packing that keeps what status needs."""
+import importlib.util
+import os
+import pickle
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+campaign = _script("campaign")
+pack = _script("pack_checkpoints")
+
+FO_DIR = "miniimagenet1shot/cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm"
+
+
+def _fake_run(directory, checkpoints=(10000, 11000, 12000)):
+    """A MiniImagenet first-order run: checkpoints, validation events, one milestone."""
+    os.makedirs(directory, exist_ok=True)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), directory,
+                                         max_to_keep=None, checkpoint_name="ckpt")
+    for itr in checkpoints:
+        manager.save(checkpoint_number=itr)
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default():
+        for step, accuracy in ((500, 0.30), (1000, 0.40), (1500, 0.50)):
+            tf.summary.scalar("metaval_Post-update accuracy, step 5", accuracy, step=step)
+            tf.summary.scalar("metaval_Post-update accuracy, step 1", 0.1, step=step)
+    writer.flush()
+    os.makedirs(os.path.join(directory, "milestones"))
+    values = np.full((600, 11), 0.45)
+    values[:300, -1] = 0.40  # mean 0.425, std 0.025
+    with open(os.path.join(directory, "milestones", "itr10000_test_ubs1_stepsize0.01.pkl"),
+              "wb") as f:
+        pickle.dump({"mses": values, "iteration": 10000}, f)
+
+
+def test_status_reports_iterations_validation_and_milestones(tmp_path):
+    _fake_run(str(tmp_path / FO_DIR))
+    table, started = campaign.status(str(tmp_path), campaign.compare.load_paper_numbers())
+    rows = [line for line in table.splitlines() if "miniimagenet_1shot_fo" in line]
+    assert len(rows) == 1 and len(started) == 1
+    row = rows[0]
+    assert "12,001 of 60,000" in row
+    assert "40.0% (step 5, up to it. 1500)" in row  # the most inner steps, mean of the last 5
+    ci = 100 * 1.96 * 0.025 / np.sqrt(600)
+    assert f"10,000: 42.50 +- {ci:.2f}" in row
+    assert "48.07 +- 1.75" in row  # the paper's first-order 1-shot number
+    assert "miniimagenet_1shot |" not in table  # runs never started are not listed
+    path = campaign.plot(started, campaign.compare.load_paper_numbers(), str(tmp_path / "c.png"))
+    assert os.path.getsize(path) > 10000
+
+
+def test_training_time_leaves_out_pauses_between_sessions():
+    times = [0, 100, 200, 200 + campaign.PAUSE_SECONDS + 1, 200 + campaign.PAUSE_SECONDS + 51]
+    assert campaign.training_seconds(times) == 250
+
+
+def test_pack_keeps_newest_milestones_events_and_results(tmp_path):
+    logs = tmp_path / "logs"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    (run / "test_ubs1_stepsize0.01.csv").write_text("update0\n0\n0\n0\n")
+    written = pack.pack_directory(str(run), str(tmp_path / "packed"), keep_every=10000,
+                                  logs_root=str(logs))
+    target = tmp_path / "packed" / FO_DIR
+    names = set(os.listdir(target))
+    assert {"ckpt-12000.index", "ckpt-10000.index", "test_ubs1_stepsize0.01.csv",
+            "milestones", "checkpoint"} <= names
+    assert not any(n.startswith("ckpt-11000") for n in names)
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-12000")
+    assert len(written) >= 6
+    # Unpacked elsewhere, status still reads the same run.
+    table, _ = campaign.status(str(target.parent.parent), campaign.compare.load_paper_numbers())
+    assert "12,001 of 60,000" in table and "10,000: 42.50" in table
