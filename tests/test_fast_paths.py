@@ -1,0 +1,55 @@
+"""Fast paths change the speed, never the maths: each is checked against the plain path."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maml_tf.learner import MetaLearner
+from maml_tf.maml import InnerLoopSpec
+from maml_tf.models import FullyConnectedNet
+
+
+def _learner(jit: bool, seed: int = 0) -> MetaLearner:
+    tf.keras.utils.set_random_seed(seed)
+    model = FullyConnectedNet(1, 1, (40, 40), norm="None")
+    spec = InnerLoopSpec(0.01, 1, classification=False, update_batch_size=10)
+    return MetaLearner(model, spec, jit_compile=jit)
+
+
+def _stack(n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.uniform(-5, 5, size=(n, 25, 10, 1)).astype(np.float32) for _ in range(4))
+
+
+def _max_difference(a: MetaLearner, b: MetaLearner) -> float:
+    return max(float(np.abs(x.numpy() - y.numpy()).max())
+               for x, y in zip(a.model.trainable_variables, b.model.trainable_variables))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("meta", [True, False])
+def test_many_steps_per_call_equal_one_step_per_call(jit, meta):
+    stack = _stack()
+    one_by_one, together = _learner(jit), _learner(jit)
+    initial = [v.numpy().copy() for v in together.model.trainable_variables]
+    for i in range(20):
+        batch = tuple(x[i] for x in stack)
+        metrics = one_by_one.meta_train_step(batch) if meta else one_by_one.pretrain_step(batch)
+    applied, last = (together.meta_train_steps(stack) if meta
+                     else together.pretrain_steps(stack))
+    assert applied == 20 and bool(last["finite"])
+    assert int(together.optimizer.iterations) == int(one_by_one.optimizer.iterations) == 20
+    np.testing.assert_allclose(float(last["pre_loss"]), float(metrics["pre_loss"]), rtol=1e-5)
+    assert _max_difference(one_by_one, together) < 1e-6
+    assert max(float(np.abs(v.numpy() - w).max())
+               for v, w in zip(together.model.trainable_variables, initial)) > 1e-3
+
+
+def test_many_steps_stop_before_the_first_non_finite_step():
+    stack = _stack()
+    stack[3][7, 0, 0, 0] = np.nan  # a query label of iteration 7
+    learner, reference = _learner(True), _learner(True)
+    applied, last = learner.meta_train_steps(stack)
+    assert applied == 7 and not bool(last["finite"])
+    assert int(learner.optimizer.iterations) == 7
+    reference.meta_train_steps(tuple(x[:7] for x in stack))
+    assert _max_difference(learner, reference) == 0.0
