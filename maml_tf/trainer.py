@@ -75,6 +75,29 @@ def _reported_pair(cfg: ExperimentConfig, evaluation: dict) -> tuple[float, floa
     return float(values[0]), float(values[cfg.num_updates])
 
 
+def _quiet_run(itr: int, total: int, cfg: ExperimentConfig, intervals) -> int:
+    """How many iterations from ``itr`` on fall on none of the summary, print, save and
+    validation points and on one side of the pretraining boundary (at most
+    ``cfg.steps_per_execution``): those can run in one call with the same result."""
+    phase = itr < cfg.pretrain_iterations
+    count = 0
+    while (count < cfg.steps_per_execution and itr + count < total
+           and all((itr + count) % k for k in intervals)
+           and ((itr + count) < cfg.pretrain_iterations) == phase):
+        count += 1
+    return count
+
+
+def _non_finite(itr: int, metrics: dict, last_saved: int, cfg: ExperimentConfig):
+    values = ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items() if k != "finite")
+    last = f"ckpt-{last_saved}" if last_saved >= 0 else "none yet"
+    then = "resume" if last_saved >= 0 else "start again"
+    return NonFiniteError(
+        f"iteration {itr}: the loss or a gradient is not finite ({values}); stopped before "
+        f"applying it, so no checkpoint holds non-finite weights (last saved: {last}). "
+        f"Lower --meta_lr (now {cfg.meta_lr:g}) and {then}")
+
+
 def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
           checkpointer: IterationCheckpointer, resume_itr: int = 0, log=print,
           stop: Optional[StopSignals] = None) -> int:
@@ -95,10 +118,27 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
     window_start, window_itr = started, resume_itr  # rate over the last print interval
     last_done = resume_itr - 1  # the last iteration whose update has been applied
     last_saved, last_save_time = resume_itr - 1, started
+    intervals = (SUMMARY_INTERVAL, interval, validation_interval, cfg.checkpoint_interval)
     with stop.deferred():
-        for itr in range(resume_itr, total):
+        itr = resume_itr
+        while itr < total:
             if stop.requested:
                 break
+            quiet = _quiet_run(itr, total, cfg, intervals)
+            if quiet > 1:  # no summary, print, save or validation point: one call for all
+                batches = [sources.train()[:4] for _ in range(quiet)]
+                stacked = tuple(np.stack(part) for part in zip(*batches))
+                steps = (learner.pretrain_steps if itr < cfg.pretrain_iterations
+                         else learner.meta_train_steps)
+                applied, metrics = steps(stacked)
+                if applied < quiet:
+                    raise _non_finite(itr + applied, metrics, last_saved, cfg)
+                last_done = itr + quiet - 1
+                itr += quiet
+                if time.time() - last_save_time >= 60.0 * cfg.checkpoint_minutes:
+                    checkpointer.save(last_done)
+                    last_saved, last_save_time = last_done, time.time()
+                continue
             batch = sources.train()
             if itr % SUMMARY_INTERVAL == 0:
                 evaluation = learner.evaluate(batch, cfg.eval_num_updates)
@@ -111,14 +151,7 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
             else:
                 metrics = learner.meta_train_step(batch)
             if not bool(metrics["finite"]):
-                values = ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items()
-                                   if k != "finite")
-                last = f"ckpt-{last_saved}" if last_saved >= 0 else "none yet"
-                then = "resume" if last_saved >= 0 else "start again"
-                raise NonFiniteError(
-                    f"iteration {itr}: the loss or a gradient is not finite ({values}); "
-                    f"stopped before applying it, so no checkpoint holds non-finite weights "
-                    f"(last saved: {last}). Lower --meta_lr (now {cfg.meta_lr:g}) and {then}")
+                raise _non_finite(itr, metrics, last_saved, cfg)
             last_done = itr
 
             if itr != 0 and itr % interval == 0:
@@ -144,6 +177,7 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
                 write_summaries(writer, "metaval_", evaluation, itr, cfg.classification)
                 pre, post = _reported_pair(cfg, evaluation)
                 log(f"Validation results: {pre}, {post}")
+            itr += 1
         if last_done > last_saved:
             checkpointer.save(last_done)
         if writer is not None:
