@@ -52,7 +52,10 @@ def synthetic_batch(model, tasks, n, k, q, rng):
     return tuple(tf.constant(v) for v in (xa, ya, xb, yb))
 
 
-def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto"):
+def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", per_call=1):
+    """Median ms per meta-iteration; with ``per_call`` > 1, iterations run ``per_call`` at a
+    time through ``meta_train_steps`` (as the trainer's ``--steps_per_call``) and the median
+    of the calls is divided by ``per_call``."""
     factory, tasks, n, k, q, lr, steps = CONFIGS[name]
     tf.keras.utils.set_random_seed(0)
     model = factory(conv_impl)
@@ -60,25 +63,40 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto"):
                          first_order=first_order)
     learner = MetaLearner(model, spec, jit_compile=xla,
                           clip_value=10.0 if "miniimagenet" in name else None)
-    batch = synthetic_batch(model, tasks, n, k, q, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    if per_call > 1:
+        batches = [synthetic_batch(model, tasks, n, k, q, rng) for _ in range(per_call)]
+        stacked = tuple(tf.stack(part) for part in zip(*batches))
+
+        def call():
+            count, last = learner.meta_train_steps(stacked)  # int(): forces completion
+            return float(last["post_loss"])
+        iterations = max(3, iterations // per_call)
+        warmup = max(1, warmup // per_call)
+    else:
+        batch = synthetic_batch(model, tasks, n, k, q, rng)
+
+        def call():
+            return float(learner.meta_train_step(batch)["post_loss"])  # forces completion
     start = time.perf_counter()
-    float(learner.meta_train_step(batch)["post_loss"])
+    call()
     trace_s = time.perf_counter() - start
     for _ in range(warmup):
-        learner.meta_train_step(batch)
+        call()
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        float(learner.meta_train_step(batch)["post_loss"])  # forces completion
+        call()
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)), trace_s, getattr(model, "conv_impl", "-")
+    return (1000 * float(np.median(times)) / per_call, trace_s,
+            getattr(model, "conv_impl", "-"))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--iterations", type=int, default=0,
-                        help="timed iterations (default: 500 sinusoid, 30 conv)")
+                        help="timed iterations (default: 2000 sinusoid, 30 conv)")
     parser.add_argument("--conv_impl", default="auto",
                         choices=("auto", "grouped", "per_task", "both"),
                         help="convolution path of the conv nets (both: one row each)")
@@ -90,20 +108,23 @@ def main():
                      f"known: {', '.join(CONFIGS)}")
     impls = ("grouped", "per_task") if args.conv_impl == "both" else (args.conv_impl,)
     print(f"TensorFlow {tf.__version__}; {machine_description()}")
-    print("| configuration | conv path | XLA | second-order ms | first-order ms | FO speed-up | "
-          "trace s (SO) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| configuration | conv path | XLA | steps per call | second-order ms | "
+          "first-order ms | FO speed-up | first call s (SO) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
-        xla_options = (False, True) if name == "sinusoid" else (False,)
-        iterations = args.iterations or (500 if name == "sinusoid" else 30)
-        warmup = 100 if name == "sinusoid" else 3
+        # the sinusoid: XLA off/on, one step per call and the trainer's default 100
+        variants = ([(False, 1), (True, 1), (True, 100)] if name == "sinusoid"
+                    else [(False, 1)])
+        iterations = args.iterations or (2000 if name == "sinusoid" else 30)
+        warmup = 200 if name == "sinusoid" else 3
         for impl in impls if name != "sinusoid" else ("-",):
-            for xla in xla_options:
-                second, trace, path = time_config(name, False, xla, iterations, warmup, impl)
-                first, _, _ = time_config(name, True, xla, iterations, warmup, impl)
-                print(f"| {name} | {path} | {'on' if xla else 'off'} | {second:.2f} | "
-                      f"{first:.2f} | {100 * (1 - first / second):.0f}% less time | "
-                      f"{trace:.1f} |", flush=True)
+            for xla, per_call in variants:
+                second, trace, path = time_config(name, False, xla, iterations, warmup, impl,
+                                                  per_call)
+                first, _, _ = time_config(name, True, xla, iterations, warmup, impl, per_call)
+                print(f"| {name} | {path} | {'on' if xla else 'off'} | {per_call} | "
+                      f"{second:.3f} | {first:.3f} | {100 * (1 - first / second):.0f}% less "
+                      f"time | {trace:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
