@@ -25,10 +25,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     cfg, prefix, iteration = import_flags.import_request_from_flags()
     from maml_tf.checkpoint import CheckpointError
+    from maml_tf.run_folder import RunFolderError
     from maml_tf.tf1_import import import_checkpoint
     try:
         import_checkpoint(cfg, prefix, iteration)
-    except CheckpointError as error:
+    except (CheckpointError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

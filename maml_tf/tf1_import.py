@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_generators.factory import TaskSources
+from maml_tf import run_folder
 from maml_tf.checkpoint import CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig
 from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
@@ -203,17 +204,23 @@ def import_checkpoint(cfg: ExperimentConfig, prefix: str, iteration: Optional[in
     check_prefix(prefix)
     if iteration is None or iteration < 0:
         iteration = iteration_from_prefix(prefix)
-    existing = sorted(glob.glob(os.path.join(cfg.experiment_dir, "ckpt-*.index")))
-    if existing:
-        raise CheckpointError(
-            f"{cfg.experiment_dir} already holds checkpoints "
-            f"({', '.join(os.path.basename(p)[:-6] for p in existing)}); import into a fresh "
-            f"--logdir")
+    _refuse_existing_run(cfg.experiment_dir)
     learner = build_learner(cfg, model_dimensions(cfg))
     result = load_into_model(learner.model, prefix, log)
-    os.makedirs(cfg.experiment_dir, exist_ok=True)
-    path = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
-                                 optimizer=learner.optimizer).save(iteration)
+    # Only now, with everything checked, the directory is created; under the run-folder lock
+    # so a trainer starting in it at the same moment cannot interleave its checkpoints.
+    with run_folder.RunLock(cfg.experiment_dir, log):
+        _refuse_existing_run(cfg.experiment_dir)
+        path = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
+                                     optimizer=learner.optimizer).save(iteration)
     log(f"Imported {len(result['assigned'])} variables of {prefix} into {path} "
         f"(iteration {iteration})")
     return path
+
+
+def _refuse_existing_run(directory: str) -> None:
+    existing = run_folder.checkpoint_iterations(directory)
+    if existing:
+        raise CheckpointError(
+            f"{directory} already holds checkpoints "
+            f"({', '.join(f'ckpt-{i}' for i in existing)}); import into a fresh --logdir")
