@@ -4,11 +4,23 @@ Observation (rllab ``ant_env``): qpos (15), qvel (14), clip(cfrc_ext, -1, 1) (14
 torso rotation matrix (9), torso subtree COM (3) = 125, plus the task for the oracle.
 Gymnasium's default (105) drops x, y, the rotation matrix and the COM and does not clip the
 contact forces. The start pose is rllab's ``init_qpos`` (torso at 0.55 m, ankles bent).
-Control step: two 0.01 s RK4 steps of Gymnasium's model = rllab's one 0.02 s RK4 step.
-Gymnasium's ant has gear 150 and ctrl range [-1, 1] where rllab's had gear 1 and range
-[-150, 150]: the same torques, and rllab's ``a / scaling`` equals the [-1, 1] command here.
+
+Model: the original's ``vendor/mujoco_models/ant.xml`` (cbfinn/maml_rl) differs from
+Gymnasium's ``ant.xml`` in three places, which ``model_xml`` sets back to the original's
+values on Gymnasium's text (the body tree, joints, masses and the other defaults are the
+same; Gymnasium's file only adds a tracking camera):
+* ``<option timestep="0.02" integrator="RK4">`` (Gymnasium 0.01), and no ``frame_skip``
+  numeric, so rllab's ``MujocoEnv`` makes ONE 0.02 s step per action (frame skip 1);
+* geom default ``solref=".02 1" solimp=".8 .8 .01"`` (Gymnasium leaves MuJoCo's
+  ``solimp="0.9 0.95 0.001"``): softer, wider contacts for every geom, floor included;
+* motors with ``ctrlrange="-150 150"`` and gear 1 (Gymnasium: range [-1, 1], gear 150).
+  The torques are the same either way; rllab's ``a / scaling`` control cost is the [-1, 1]
+  command in both.
+What is left is the simulator version (MuJoCo 4 here, 1.31 for the original).
 """
 from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
 
 import mujoco
 import numpy as np
@@ -19,13 +31,26 @@ CTRL_COST = 0.005       # 0.5 * 1e-2 * |a / scaling|^2
 CONTACT_COST = 0.0005   # 0.5 * 1e-3 * |clip(cfrc_ext, -1, 1)|^2
 SURVIVE_REWARD = 0.05
 HEIGHT_RANGE = (0.2, 1.0)
+#: The original's ant.xml (cbfinn/maml_rl vendor/mujoco_models/ant.xml).
+RLLAB_TIMESTEP = 0.02
+RLLAB_INTEGRATOR = "RK4"
+RLLAB_GEOM_SOLREF = (0.02, 1.0)
+RLLAB_GEOM_SOLIMP = (0.8, 0.8, 0.01)
+RLLAB_CTRL_RANGE = (-150.0, 150.0)
+RLLAB_GEAR = 1.0
 
 
 class AntEnvBase(MujocoTaskEnv):
     xml_file = "ant.xml"
-    frame_skip = 2
+    frame_skip = 1          # rllab: one 0.02 s RK4 step per action
     rllab_init_qpos = [0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0,
                        0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0]
+
+    @classmethod
+    def model_xml(cls) -> str:
+        """Gymnasium's ant.xml with the original's timestep, geom contact defaults and
+        actuators (module docstring)."""
+        return _rllab_ant_xml(super().model_xml())
 
     def _forward(self):
         super()._forward()
@@ -94,3 +119,31 @@ class AntDirEnv(AntEnvBase):
     @staticmethod
     def forward_reward(velocity, task):
         return task * velocity
+
+
+_XML_CACHE: dict = {}
+
+
+def _rllab_ant_xml(gymnasium_xml: str) -> str:
+    if gymnasium_xml in _XML_CACHE:
+        return _XML_CACHE[gymnasium_xml]
+    root = ElementTree.fromstring(gymnasium_xml)
+    option = root.find("option")
+    option.set("timestep", repr(RLLAB_TIMESTEP))
+    option.set("integrator", RLLAB_INTEGRATOR)
+    geom_default = root.find("default/geom")
+    geom_default.set("solref", " ".join(map(repr, RLLAB_GEOM_SOLREF)))
+    geom_default.set("solimp", " ".join(map(repr, RLLAB_GEOM_SOLIMP)))
+    motors = root.findall("actuator/motor")
+    if len(motors) != 8:
+        raise ValueError(f"expected the ant's 8 motors in Gymnasium's ant.xml, found "
+                         f"{len(motors)}")
+    for motor in motors:
+        motor.set("ctrlrange", " ".join(map(repr, RLLAB_CTRL_RANGE)))
+        motor.set("gear", repr(RLLAB_GEAR))
+    for geom in root.iter("geom"):   # nothing may override the defaults set above
+        if geom is not geom_default and ("solimp" in geom.attrib or "solref" in geom.attrib):
+            raise ValueError(f"Gymnasium's ant.xml overrides contact parameters on geom "
+                             f"{geom.get('name')!r}; the original's did not")
+    _XML_CACHE[gymnasium_xml] = ElementTree.tostring(root, encoding="unicode")
+    return _XML_CACHE[gymnasium_xml]

@@ -10,6 +10,7 @@ docs/RL.md for the list of remaining differences.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import gymnasium.envs.mujoco as gym_mujoco
@@ -23,6 +24,13 @@ from rl.envs.base import TaskEnv, rescale_action
 GYMNASIUM_ASSETS = os.path.join(os.path.dirname(gym_mujoco.__file__), "assets")
 
 _warnings_routed = False
+
+
+@functools.lru_cache(maxsize=None)
+def _read_asset(name: str) -> str:
+    """Gymnasium's XML text, read once per process (hundreds of envs are built per run)."""
+    with open(os.path.join(GYMNASIUM_ASSETS, name)) as handle:
+        return handle.read()
 
 
 def route_mujoco_warnings() -> None:
@@ -66,7 +74,7 @@ class MujocoTaskEnv(TaskEnv):
 
     def __init__(self, oracle: bool = False):
         route_mujoco_warnings()
-        self.model = mujoco.MjModel.from_xml_path(os.path.join(GYMNASIUM_ASSETS, self.xml_file))
+        self.model = mujoco.MjModel.from_xml_string(self.model_xml())
         self.data = mujoco.MjData(self.model)
         self.oracle = oracle
         self.torso_id = self.model.body("torso").id
@@ -88,6 +96,12 @@ class MujocoTaskEnv(TaskEnv):
         self._set_state(self.init_qpos, self.init_qvel)
         obs_dim = self._get_obs().shape[0]
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float64)
+
+    @classmethod
+    def model_xml(cls) -> str:
+        """The MJCF text compiled for this task: Gymnasium's file (subclasses edit it where
+        the original's model differs, e.g. the ant)."""
+        return _read_asset(cls.xml_file)
 
     # ----- task distribution -----
     def default_task(self):
