@@ -304,8 +304,13 @@ def test_signals_lock_and_kill_as_a_user_meets_them(tmp_path):
     first = _start(tmp_path, "--metatrain_iterations=1000000", "--checkpoint_interval=500")
     _wait_for(first, "Done initializing")
     second = _start(tmp_path, "--metatrain_iterations=1000000")
-    out, err = second.communicate(timeout=120)
-    assert second.returncode == 2 and "in use by another training process" in err, err
+    try:
+        out, err = second.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        out, err = second.communicate()
+    assert first.poll() is None, first.communicate()
+    assert second.returncode == 2 and "in use by another training process" in err, out[:3000]
     time.sleep(3)
     first.send_signal(signal.SIGINT)
     first.send_signal(signal.SIGINT)    # a second Ctrl-C must not cut the save short
