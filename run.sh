@@ -5,6 +5,7 @@
 #   ./run.sh sinusoid_test 5      its test mode with K=5 (default 10)
 #   ./run.sh rl_cheetah_dir       MAML-TRPO on half-cheetah forward/backward (resumes)
 # Extra flags are passed through (later flags win), e.g. ./run.sh sinusoid --metatrain_iterations=100
+# (sinusoid_experiment passes them to every training and test; SINE_ITERS=... sets iterations)
 # Logs and checkpoints go to $LOGROOT (default ./logs).
 #
 # Deviations from the original's lines, all deliberate and documented in README.md:
@@ -30,9 +31,10 @@ main() { "$PY" main.py "$@"; }
 # Test-mode K for the *_test entries: first extra argument if it is a number.
 k_or() { if [[ "${1:-}" =~ ^[0-9]+$ ]]; then echo "$1"; else echo "$2"; fi; }
 
+SINE_ITERS="${SINE_ITERS:-70000}"  # training iterations of every sinusoid line (the paper's)
 SINE="--datasource=sinusoid --norm=None --update_batch_size=10"
-SINE_MAML="$SINE --metatrain_iterations=70000 --update_lr=0.01"
-SINE_PRE="$SINE --pretrain_iterations=70000 --metatrain_iterations=0 --update_lr=0.01"
+SINE_MAML="$SINE --metatrain_iterations=$SINE_ITERS --update_lr=0.01"
+SINE_PRE="$SINE --pretrain_iterations=$SINE_ITERS --metatrain_iterations=0 --update_lr=0.01"
 OMNI="--datasource=omniglot --omniglot_folder=$OMNIGLOT --metatrain_iterations=60000"
 O5W1="$OMNI --meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1"
 O5W5="$OMNI --meta_batch_size=32 --update_batch_size=5 --update_lr=0.4 --num_updates=1"
@@ -42,6 +44,48 @@ MI="--datasource=miniimagenet --miniimagenet_folder=$MINI --metatrain_iterations
 M1="$MI --meta_batch_size=4 --update_batch_size=1"
 M5="$MI --meta_batch_size=4 --update_batch_size=5"
 TEST="--train=False --test_set=True"
+
+# The main job (sinusoid_experiment). Each step's full output goes to a log file beside its
+# run; the screen gets every 10,000th training line, one line per step, then the table.
+logged() {  # logged LOG TAG CMD...: run CMD, output to LOG; on failure show LOG's end
+  local log="$1" tag="$2" rc=0; shift 2
+  mkdir -p "$(dirname "$log")"
+  echo "=== $(date '+%F %T') $*" >> "$log"
+  PYTHONUNBUFFERED=1 "$@" 2>&1 | tee -a "$log" \
+    | { grep --line-buffered -E '^(Pretrain )?Iteration [0-9]*0000:' | sed -u "s/^/  $tag: /"
+        true; } || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "run.sh: $tag: '$*' failed (exit $rc); the end of $log:" >&2
+    tail -n 15 "$log" >&2
+  fi
+  return "$rc"
+}
+sine_chain() {  # sine_chain TAG NAME DIR [flags]: ./run.sh NAME, then NAME_test K, K = 5 10 20
+  local tag="$1" name="$2" dir="$3" start=$SECONDS; shift 3
+  logged "$dir/train.log" "$tag" "$0" "$name" "$@" || return
+  echo "  $tag: trained in $((SECONDS - start)) s; final line: $(grep -E '^(Pretrain )?Iteration' "$dir/train.log" | tail -n 1)"
+  start=$SECONDS
+  for k in 5 10 20; do logged "$dir/test_K$k.log" "$tag" "$0" "${name}_test" "$k" "$@" || return; done
+  echo "  $tag: tested with K = 5, 10, 20 in $((SECONDS - start)) s"
+}
+sine_experiment() {  # the two trainings run side by side: each keeps about one core busy
+  local started=$SECONDS figures="$LOGROOT/figures" maml_pid pre_pid ok=1
+  echo "sinusoid_experiment: MAML (the released code's line, alpha 0.001) and the pretrained"
+  echo "baseline, $SINE_ITERS iterations each, side by side; then 600 test tasks each with K = 5, 10, 20."
+  echo "Full output: $LOGROOT/sine_lr0.001/*.log, $LOGROOT/sine_pretrained/*.log"
+  sine_chain MAML sinusoid_lr0.001 "$LOGROOT/sine_lr0.001" "$@" & maml_pid=$!
+  sine_chain pretrained sinusoid_pretrained "$LOGROOT/sine_pretrained" "$@" & pre_pid=$!
+  wait "$maml_pid" || ok=0
+  wait "$pre_pid" || ok=0
+  [ "$ok" = 1 ] || exit 1
+  logged "$figures/plot_sinusoid_adaptation.log" figures \
+    "$PY" scripts/plot_sinusoid_adaptation.py --logroot="$LOGROOT" --out="$figures" || exit 1
+  echo
+  "$PY" -m maml_tf.compare --logroot="$LOGROOT" --tables=sinusoid \
+    --runs=sine_lr0.001,sine_pretrained --plot_dir="$figures"
+  echo "Figure 2 (adaptation to one task, before and after 1 and 10 steps): $figures/sinusoid_adaptation.png"
+  echo "sinusoid_experiment: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
+}
 # The authors' released MiniImagenet 5-way 1-shot checkpoint (cbfinn/maml's logs/miniimagenet1shot/
 # .../model59000); AUTHORS_CKPT=PREFIX to use a copy from elsewhere.
 AUTHORS_CKPT="${AUTHORS_CKPT:-../shared/reference/authors_checkpoint/miniimagenet1shot/model59000}"
@@ -87,25 +131,24 @@ case "$name" in
   list) sed -n -e 's/^  \([a-z0-9_.]*\))  *#\(.*\)$/\1\t\2/p' \
               -e 's/^  #: \([A-Za-z0-9_]*\)  *\(.*\)$/\1\t \2/p' "$0" | column -t -s $'\t' ;;
   # --- sinusoid ---------------------------------------------------------------------------
-  sinusoid_experiment)  # the main job: train 10-shot sinusoid MAML, test K=5,10,20, compare
-    "$0" sinusoid "$@"
-    for k in 5 10 20; do "$0" sinusoid_test "$k"; done
-    "$PY" -m maml_tf.compare --logroot="$LOGROOT" ;;
+  sinusoid_experiment)  # the main job: MAML (alpha 0.001) and pretrained, tests K=5,10,20, table
+    sine_experiment "$@" ;;
   sinusoid)  # 10-shot sinusoid MAML, alpha 0.01 (paper)
     main $SINE_MAML --logdir="$LOGROOT/sine/" "$@" ;;
   sinusoid_test)  # test it with K = $1 (5, 10 or 20; default 10)
     k=$(k_or "${1:-}" 10); [[ "${1:-}" =~ ^[0-9]+$ ]] && shift
     main $SINE_MAML --logdir="$LOGROOT/sine/" --train=False --update_batch_size="$k" --train_update_batch_size=10 "$@" ;;
   sinusoid_lr0.001)  # the original usage line verbatim (alpha 0.001)
-    main $SINE --metatrain_iterations=70000 --logdir="$LOGROOT/sine_lr0.001/" "$@" ;;
+    main $SINE --metatrain_iterations="$SINE_ITERS" --logdir="$LOGROOT/sine_lr0.001/" "$@" ;;
   sinusoid_lr0.001_test)  # test it with K = $1
     k=$(k_or "${1:-}" 10); [[ "${1:-}" =~ ^[0-9]+$ ]] && shift
-    main $SINE --metatrain_iterations=70000 --logdir="$LOGROOT/sine_lr0.001/" --train=False --update_batch_size="$k" --train_update_batch_size=10 "$@" ;;
+    main $SINE --metatrain_iterations="$SINE_ITERS" --logdir="$LOGROOT/sine_lr0.001/" --train=False --update_batch_size="$k" --train_update_batch_size=10 "$@" ;;
   sinusoid_pretrained)  # baseline: pretrained on all tasks (Adam on the support loss)
     main $SINE_PRE --logdir="$LOGROOT/sine_pretrained/" "$@" ;;
-  sinusoid_pretrained_test)  # fine-tune it with K = $1 (step size: --update_lr, default 0.01)
+  sinusoid_pretrained_test)  # fine-tune it with K = $1 (step: paper Fig. 6, 0.01 if K=5 else 0.02)
     k=$(k_or "${1:-}" 10); [[ "${1:-}" =~ ^[0-9]+$ ]] && shift
-    main $SINE_PRE --logdir="$LOGROOT/sine_pretrained/" --train=False --update_batch_size="$k" --train_update_batch_size=10 --train_update_lr=0.01 "$@" ;;
+    step=0.02; [ "$k" = 5 ] && step=0.01  # --update_lr=... after K overrides it
+    main $SINE_PRE --logdir="$LOGROOT/sine_pretrained/" --train=False --update_batch_size="$k" --train_update_batch_size=10 --train_update_lr=0.01 --update_lr="$step" "$@" ;;
   sinusoid_oracle)  # baseline: oracle (amplitude and phase as inputs)
     main $SINE_PRE --baseline=oracle --logdir="$LOGROOT/sine_oracle/" "$@" ;;
   sinusoid_oracle_test)  # test it with K = $1

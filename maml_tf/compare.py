@@ -1,10 +1,13 @@
-"""Our test results beside the paper's numbers, and plots of the paper's sinusoid figures.
+"""Our test results beside the paper's numbers, and the figures of the paper's comparisons.
 
     .venv/bin/python -m maml_tf.compare --logroot=logs [--plot_dir=docs/figures]
+    .venv/bin/python -m maml_tf.compare --logroot=logs --tables=sinusoid --seeds=0,1,2
 
-Reads the test CSVs that ``run.sh`` test entries write (``<logroot>/<run>/<experiment>/
-test_ubs{K}_stepsize{alpha}.csv``) and ``docs/paper_numbers.json``. Prints markdown tables;
-missing results are shown as ``-`` (a run not yet done), never invented.
+Reads the test results that ``run.sh`` test entries write (``<logroot>/<run>/<experiment>/
+test_ubs{K}_stepsize{alpha}.csv`` and ``.pkl``) and ``docs/paper_numbers.json``; prints
+markdown tables. The sinusoid table (:mod:`maml_tf.sinusoid_compare`) lists only what was
+tested; the classification table keeps a row per Table 1 configuration, ``-`` where a run
+was not done (never invented). ``./run.sh sinusoid_experiment`` shows the sinusoid table only.
 """
 from __future__ import annotations
 
@@ -15,33 +18,17 @@ import os
 import re
 from typing import Optional
 
+from maml_tf import sinusoid_compare
 from maml_tf.evaluation import read_results, tested_iteration
 
 DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
                                      "paper_numbers.json")
-# run.sh log folders of the sinusoid runs, how the tables name them, and the step size each
-# was trained (and by default tested) with.
-SINUSOID_RUNS = {
-    "sine": ("MAML (alpha 0.01, paper)", 0.01),
-    "sine_lr0.001": ("MAML (alpha 0.001, original code)", 0.001),
-    "sine_pretrained": ("pretrained, fine-tuned", 0.01),
-    "sine_oracle": ("oracle", 0.01),
-}
+TABLES = ("sinusoid", "classification")
 
 
 def load_paper_numbers(path: str = DEFAULT_PAPER_NUMBERS) -> dict:
     with open(path) as f:
         return json.load(f)
-
-
-def find_test_results(run_dir: str, update_batch_size: int) -> dict[float, dict]:
-    """{step size: results} for every ``test_ubs{K}_stepsize*.csv`` below ``run_dir``."""
-    found = {}
-    for path in glob.glob(os.path.join(run_dir, "*", f"test_ubs{update_batch_size}_stepsize*.csv")):
-        match = re.search(r"_stepsize([0-9.e-]+)\.csv$", path)
-        if match:
-            found[float(match.group(1))] = dict(read_results(path), path=path)
-    return found
 
 
 def _fmt(value: Optional[float], digits=2) -> str:
@@ -52,71 +39,6 @@ def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
     if results is None or step >= len(results[key]):
         return None
     return results[key][step]
-
-
-DIVERGED_MSE = 100.0
-
-
-def diverged_tasks(results: dict) -> str:
-    """'n / N (median m)' from the raw per-task values next to the CSV."""
-    import pickle
-
-    import numpy as np
-
-    pkl = results["path"][:-4] + ".pkl"
-    if not os.path.exists(pkl):
-        return "-"
-    with open(pkl, "rb") as f:
-        values = np.asarray(pickle.load(f)["mses"])
-    last = values[:, -1]
-    bad = int(np.sum(~np.isfinite(last) | (last > DIVERGED_MSE)))
-    median = np.median(np.where(np.isnan(last), np.inf, last))  # NaN counts as diverged
-    return f"{bad} / {len(last)} (median {median:.2f})"
-
-
-def sinusoid_tables(logroot: str, paper: dict) -> str:
-    """Table 2 (5-shot MSE after 1/5/10 steps) and the K = 5/10/20 curves, ours vs paper."""
-    table2 = paper["sinusoid"]["table2_5shot_mse_by_grad_steps"]
-    paper_rows = {"sine": table2["maml"], "sine_lr0.001": table2["maml"],
-                  "sine_pretrained": table2["pretrain_on_all_tasks"]}
-    lines = ["### Sinusoid, 5-shot MSE (paper Table 2): ours (paper)", "",
-             "| method | test step size | 1 step | 5 steps | 10 steps | 95% CI after 10 | "
-             "diverged tasks* |",
-             "|---|---|---|---|---|---|---|"]
-    for run, (label, _) in SINUSOID_RUNS.items():
-        if run == "sine_oracle":
-            continue  # not in Table 2; the oracle is not fine-tuned (see the next table)
-        found = find_test_results(os.path.join(logroot, run), 5)
-        if not found:
-            lines.append(f"| {label} | - | - | - | - | - | - |")
-            continue
-        for step_size in sorted(found):
-            res = found[step_size]
-            ref = paper_rows.get(run, [None] * 3)
-            cells = [f"{_fmt(_at(res, s))} ({_fmt(r)})" if r is not None else _fmt(_at(res, s))
-                     for s, r in zip((1, 5, 10), ref)]
-            lines.append(f"| {label} | {step_size} | " + " | ".join(cells)
-                         + f" | {_fmt(_at(res, 10, 'ci95'), 3)} | {diverged_tasks(res)} |")
-    lines += ["", f"*tasks (of the test set) whose MSE after 10 steps is above "
-              f"{DIVERGED_MSE} or not finite; the median MSE after 10 steps is given with it."]
-    fig3 = paper["sinusoid"]["figure3_10shot_mse_approx"]
-    lines += ["", "### Sinusoid MSE against gradient steps (paper Figures 3 and 6)", "",
-              "Paper, 10-shot, read off Figure 3 (approximate): MAML "
-              f"{fig3['maml_step0']} before, {fig3['maml_step1']} after 1 step, "
-              f"{fig3['maml_step9']} after 9; pretrained {fig3['pretrained_step9']} after 9; "
-              f"oracle {fig3['oracle']}. The oracle is not fine-tuned (its inputs already "
-              "hold amplitude and phase): only its step-0 value is meaningful.", "",
-              "| method | K | step size | 0 | 1 | 2 | 5 | 10 |", "|---|---|---|---|---|---|---|---|"]
-    for run, (label, step_size) in SINUSOID_RUNS.items():
-        for k in (5, 10, 20):
-            res = find_test_results(os.path.join(logroot, run), k).get(step_size)
-            if res is None:
-                continue
-            cells = [_fmt(_at(res, s)) if s == 0 or run != "sine_oracle" else "n/a"
-                     for s in (0, 1, 2, 5, 10)]
-            lines.append(f"| {label} | {k} | {step_size} | "
-                         + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _classification_runs():
@@ -232,41 +154,33 @@ def plot_classification(logroot: str, paper: dict, plot_dir: str) -> list[str]:
     return [path]
 
 
-def plot_sinusoid_curves(logroot: str, plot_dir: str) -> list[str]:
-    """Figure 6 style: MSE against gradient steps for K = 5, 10, 20 (with 95% CIs)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return seeds
 
-    written = []
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, k in zip(axes, (5, 10, 20)):
-        for run, (label, step_size) in SINUSOID_RUNS.items():
-            res = find_test_results(os.path.join(logroot, run), k).get(step_size)
-            if res is None:
-                continue
-            steps = list(range(len(res["means"])))
-            if run == "sine_oracle":
-                ax.axhline(res["means"][0], ls="--", color="k", label=label)
-                continue
-            ax.errorbar(steps, res["means"], yerr=res["ci95"], marker="o", ms=3, capsize=2,
-                        label=label)
-        ax.set_title(f"k-shot regression, k={k}")
-        ax.set_xlabel("number of gradient steps")
-        ax.set_ylabel("mean squared error")
-        ax.set_yscale("log")
-        ax.set_ylim(2e-3, 10)  # diverging tasks (alpha 0.01, K=5) go off the top
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-            break
-    fig.tight_layout()
-    os.makedirs(plot_dir, exist_ok=True)
-    path = os.path.join(plot_dir, "sinusoid_mse_vs_steps.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
-    return written
+
+def _tables(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in TABLES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown table(s) {unknown or text!r}; choose from "
+                                         f"{', '.join(TABLES)}")
+    return names
+
+
+def _runs(text: str) -> tuple:
+    known = {run.folder: run for run in sinusoid_compare.RUNS}
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown sinusoid run(s) {unknown or text!r}; choose "
+                                         f"from {', '.join(known)}")
+    return tuple(known[name] for name in names)
 
 
 def main(argv=None):
@@ -275,17 +189,42 @@ def main(argv=None):
     parser.add_argument("--paper_numbers", default=DEFAULT_PAPER_NUMBERS,
                         help="the paper's numbers (JSON)")
     parser.add_argument("--plot_dir", default="", help="if set, write figures (PNG) here")
+    parser.add_argument("--tables", type=_tables, default=list(TABLES),
+                        help=f"comma-separated subset of {','.join(TABLES)} (default: all)")
+    parser.add_argument("--runs", type=_runs, default=sinusoid_compare.RUNS,
+                        help="sinusoid: comma-separated run.sh log folders to show (default: "
+                             "all of " + ",".join(r.folder for r in sinusoid_compare.RUNS) + ")")
+    parser.add_argument("--seeds", type=_seeds, default=None,
+                        help="sinusoid: summarise the folders <run>_seed<N> over these seeds "
+                             "(mean and [min, max] per cell) instead of the <run> folders")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.logroot):
         parser.error(f"--logroot={args.logroot!r} is not a folder")
+    if not os.path.isfile(args.paper_numbers):
+        parser.error(f"--paper_numbers={args.paper_numbers!r} is not a file")
     paper = load_paper_numbers(args.paper_numbers)
-    print(sinusoid_tables(args.logroot, paper))
-    print()
-    print(classification_table(args.logroot, paper))
-    if args.plot_dir:
-        for path in (plot_sinusoid_curves(args.logroot, args.plot_dir)
-                     + plot_classification(args.logroot, paper, args.plot_dir)):
-            print(f"wrote {path}")
+    written = []
+    if "sinusoid" in args.tables:
+        if args.seeds:
+            print(sinusoid_compare.seed_table(args.logroot, paper, args.seeds, args.runs))
+        else:
+            print(sinusoid_compare.sinusoid_table(args.logroot, paper, args.runs))
+            if args.plot_dir:
+                path = sinusoid_compare.plot_mse_vs_steps(args.logroot, paper, args.plot_dir,
+                                                          args.runs)
+                if path:
+                    written.append(("Figure 3 (MSE against gradient steps)", path))
+    if "classification" in args.tables:
+        if "sinusoid" in args.tables:
+            print()
+        print(classification_table(args.logroot, paper))
+        if args.plot_dir:
+            written += [("Table 1 (bar chart)", path)
+                        for path in plot_classification(args.logroot, paper, args.plot_dir)]
+    if written:
+        print()
+    for what, path in written:
+        print(f"{what}: {path}")
 
 
 if __name__ == "__main__":

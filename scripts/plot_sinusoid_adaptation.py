@@ -2,9 +2,11 @@
 
     .venv/bin/python scripts/plot_sinusoid_adaptation.py --logroot=logs --out=docs/figures
 
-Loads the MAML and pretrained checkpoints that `./run.sh sinusoid` and
-`./run.sh sinusoid_pretrained` write, draws one sinusoid task (numpy seed --seed), fine-tunes
-each model on K points with its step size and plots the ground truth, the K points and the
+Loads the MAML and pretrained checkpoints that `./run.sh sinusoid_lr0.001` (or, with
+--maml_run=sine, `./run.sh sinusoid`) and `./run.sh sinusoid_pretrained` write, draws one
+sinusoid task per K (numpy seed --seed), fine-tunes each model on the K points with the step
+size its run.sh test entry uses (maml_tf.sinusoid_compare.RUNS: MAML its training alpha, the
+pretrained model the paper's Figure 6 steps) and plots the ground truth, the K points and the
 predictions before adaptation, after 1 step and after 10 steps (paper Figure 2 / Figure 7).
 """
 import argparse
@@ -19,21 +21,28 @@ import tensorflow as tf  # noqa: E402
 
 from data_generators.factory import TaskSources  # noqa: E402
 from maml_tf import experiment, maml  # noqa: E402
+from maml_tf.sinusoid_compare import RUNS  # noqa: E402
 from maml_tf.checkpoint import IterationCheckpointer  # noqa: E402
 from maml_tf.config import ExperimentConfig  # noqa: E402
 
-MODELS = {"MAML": ("sine", 0.01), "pretrained": ("sine_pretrained", 0.01)}
+RUN_BY_FOLDER = {run.folder: run for run in RUNS}
+# the step size each run was trained with: it names the experiment directory
+TRAIN_UPDATE_LR = {"sine_lr0.001": 0.001, "sine": 0.01, "sine_pretrained": 0.01}
 
 
 def load(logroot, run, update_lr, k):
     cfg = ExperimentConfig(datasource="sinusoid", norm="None", update_batch_size=k,
                            train_update_batch_size=10, update_lr=update_lr,
+                           train_update_lr=TRAIN_UPDATE_LR[run],
                            logdir=os.path.join(logroot, run), train=False)
     learner = experiment.build_learner(cfg, TaskSources(dim_input=1, dim_output=1))
     ckpt = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                  optimizer=learner.optimizer)
     if ckpt.restore(expect_partial=True) is None:
-        raise SystemExit(f"no checkpoint in {cfg.experiment_dir}: run ./run.sh {run} first")
+        command = {"sine_lr0.001": "sinusoid_lr0.001", "sine": "sinusoid"}.get(
+            run, "sinusoid_pretrained")
+        raise SystemExit(f"no checkpoint in {cfg.experiment_dir}: run ./run.sh {command} "
+                         f"first (or pass --logroot)")
     return learner, experiment.inner_loop_spec(cfg)
 
 
@@ -43,7 +52,14 @@ def main():
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--maml_run", default="sine_lr0.001", choices=["sine_lr0.001", "sine"],
+                        help="MAML log folder: alpha 0.001 (released code) or 0.01")
     args = parser.parse_args()
+    if not os.path.isdir(args.logroot):
+        parser.error(f"--logroot={args.logroot!r} is not a folder")
+    if any(k < 1 for k in args.k):
+        parser.error(f"--k must be positive, got {args.k}")
+    models = (args.maml_run, "sine_pretrained")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,7 +71,8 @@ def main():
         amp, phase = rng.uniform(0.1, 5.0), rng.uniform(0, np.pi)
         x = rng.uniform(-5, 5, (1, k, 1)).astype(np.float32)
         y = (amp * np.sin(x - phase)).astype(np.float32)
-        for col, (label, (run, lr)) in enumerate(MODELS.items()):
+        for col, run in enumerate(models):
+            lr = RUN_BY_FOLDER[run].test_step(k)
             learner, spec = load(args.logroot, run, lr, k)
             model = learner.model
             params = model.tiled_parameters(1)
@@ -69,7 +86,7 @@ def main():
                 ax.plot(grid[0, :, 0], model.functional_forward(p, grid).numpy()[0, :, 0],
                         style, color="tab:green", label=name, alpha=0.9)
             ax.plot(x[0, :, 0], y[0, :, 0], "^", color="purple", label=f"{k} points used")
-            ax.set_title(f"{label}, K={k}")
+            ax.set_title(f"{RUN_BY_FOLDER[run].label}, K={k}, step {lr:g}", fontsize=9)
             ax.set_ylim(-6, 6)
         axes[row, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()

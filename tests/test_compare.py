@@ -1,34 +1,114 @@
-"""The comparison command reads test CSVs and places them beside the paper's numbers."""
+"""The comparison command reads test results and places them beside the paper's numbers."""
 import os
 
 import numpy as np
+import pytest
 
-from maml_tf import compare, evaluation
+from maml_tf import compare, evaluation, sinusoid_compare
+
+PAPER = compare.load_paper_numbers()
 
 
 def _write(logroot, run, k, step_size, values):
-    directory = os.path.join(logroot, run, "cls_5.mbs_25.ubs_10.numstep1.updatelr0.01nonorm")
-    evaluation.write_results(np.asarray(values), directory, k, step_size, log=lambda *_: None)
+    directory = os.path.join(logroot, run, "cls_5.mbs_25.ubs_10.numstep1.updatelr0.001nonorm")
+    with np.errstate(invalid="ignore", over="ignore"):  # the CSV's std of diverged columns
+        evaluation.write_results(np.asarray(values), directory, k, step_size,
+                                 log=lambda *_: None)
 
 
-def test_sinusoid_table_places_ours_beside_paper(tmp_path):
-    rng = np.random.default_rng(0)
-    values = np.abs(rng.normal(size=(600, 11)))
-    values[3, -1] = 1e6  # one diverged task
-    _write(tmp_path, "sine", 5, 0.01, values)
-    table = compare.sinusoid_tables(str(tmp_path), compare.load_paper_numbers())
-    row = next(l for l in table.splitlines() if l.startswith("| MAML (alpha 0.01"))
-    means = values.mean(0)
-    assert f"{means[1]:.2f} (0.67)" in row and f"{means[5]:.2f} (0.38)" in row
-    assert "1 / 600" in row
-    missing = next(l for l in table.splitlines() if l.startswith("| pretrained"))
-    assert missing.count("| - ") >= 5  # nothing invented for runs that did not happen
+def _values(means, spread=0.5, tasks=600):
+    """Per-task values whose column j has mean means[j] and standard deviation ``spread``."""
+    signs = np.where(np.arange(tasks) % 2 == 0, 1.0, -1.0)[:, None]
+    return np.asarray(means, dtype=np.float64)[None, :] + spread * signs
 
 
-def test_plot_is_written(tmp_path):
-    _write(tmp_path, "sine", 10, 0.01, np.ones((600, 11)))
-    paths = compare.plot_sinusoid_curves(str(tmp_path), str(tmp_path / "figs"))
-    assert paths and os.path.getsize(paths[0]) > 1000
+def _row(table, start):
+    return [cell.strip() for cell in next(
+        line for line in table.splitlines() if line.startswith(start)).strip("|").split("|")]
+
+
+def test_cell_mean_ci_and_divergence():
+    values = _values([1.0], spread=0.5)[:, 0]
+    cell = sinusoid_compare.cell_from_values(values)
+    assert cell.diverged == 0 and cell.mean == pytest.approx(1.0)
+    assert cell.ci95 == pytest.approx(1.96 * 0.5 / np.sqrt(600))
+    values[:3] = [np.inf, np.nan, 1e6]          # blown up, NaN, and far above 25
+    values[3] = sinusoid_compare.DIVERGED_MSE   # exactly at the bound: not diverged
+    cell = sinusoid_compare.cell_from_values(values)
+    assert cell.diverged == 3 and cell.mean is None and cell.ci95 is None
+    assert cell.median == pytest.approx(np.median(np.where(np.isnan(values), np.inf, values)))
+
+
+def test_table_marks_paper_values_inside_or_outside_our_interval(tmp_path):
+    # 5-shot MAML: after 1 step 0.66 +- 0.04 (paper 0.67: inside); after 5 steps
+    # 0.30 +- 0.04 (paper 0.38: outside); after 10 steps three tasks diverged.
+    means = [2.9, 0.66, 0.5, 0.4, 0.35, 0.30, 0.3, 0.3, 0.3, 0.29, 0.33]
+    values = _values(means)
+    values[:3, 10] = [np.inf, np.nan, 1e9]
+    _write(tmp_path, "sine_lr0.001", 5, 0.001, values)
+    _write(tmp_path, "sine_lr0.001", 20, 0.001, _values(means))   # no paper numbers for K=20
+    table = sinusoid_compare.sinusoid_table(str(tmp_path), PAPER)
+
+    ours = _row(table, "| MAML, alpha 0.001 (released code) | 5 ")
+    assert ours[1:3] == ["5", "0.001"]
+    assert ours[3:7] == ["2.90 +- 0.04", "0.66 +- 0.04", "0.30 +- 0.04", "0.29 +- 0.04"]
+    median = np.median(np.where(np.isnan(values[:, 10]), np.inf, values[:, 10]))
+    assert ours[7] == f"median {median:.2f}, 3 div."
+    paper = _row(table, "|   paper (Table 2)")
+    assert paper[3:] == ["", "0.67 in", "0.38 OUT", "", "0.35 n/a"]
+    twenty = _row(table, "| MAML, alpha 0.001 (released code) | 20 ")
+    assert twenty[4] == "0.66 +- 0.04"
+    assert table.count("paper (") == 1       # K = 20: no paper row
+    # only runs that were tested appear, and no cell of '-' placeholders
+    for absent in ("pretrained", "alpha 0.01 (paper", "oracle", "| - |"):
+        assert absent not in table
+    assert "nan" not in table and "inf" not in table
+
+
+def test_table_only_shows_selected_runs_and_says_when_nothing_was_tested(tmp_path):
+    _write(tmp_path, "sine", 5, 0.01, _values([3.0] * 11))
+    _write(tmp_path, "sine_pretrained", 10, 0.02, _values([3.0, 2.3] + [1.7] * 9))
+    runs = [r for r in sinusoid_compare.RUNS if r.folder in ("sine_lr0.001", "sine_pretrained")]
+    table = sinusoid_compare.sinusoid_table(str(tmp_path), PAPER, runs)
+    assert "alpha 0.01" not in table
+    assert _row(table, "|   paper (Fig. 3")[6] == "1.7 in"
+    empty = sinusoid_compare.sinusoid_table(str(tmp_path / "none"), PAPER)
+    assert "No sinusoid test results" in empty
+
+
+def test_seed_table_gives_mean_and_range_over_seeds(tmp_path):
+    for seed, shift in zip((0, 1, 2), (0.0, 0.02, 0.07)):
+        _write(tmp_path, f"sine_lr0.001_seed{seed}", 5, 0.001,
+               _values([2.9] + [0.66 + shift] * 10))
+    table = sinusoid_compare.seed_table(str(tmp_path), PAPER, [0, 1, 2])
+    row = _row(table, "| MAML, alpha 0.001")
+    assert row[3] == "0,1,2"
+    # per-seed means 0.66, 0.68, 0.73 (CIs +- 0.04): the paper's 0.67 is inside two of them
+    assert row[5] == "0.69 [0.66, 0.73] (0.67: 2/3 in)"
+
+
+def test_figure_is_written_only_when_something_was_tested(tmp_path):
+    assert sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f")) is None
+    values = _values([3.0, 0.4] + [0.2] * 9)
+    values[0, 5:] = np.inf
+    _write(tmp_path, "sine_lr0.001", 10, 0.001, values)
+    path = sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f"))
+    assert os.path.getsize(path) > 10000
+
+
+def test_command_line_prints_only_the_requested_tables(tmp_path, capsys):
+    _write(tmp_path, "sine_lr0.001", 5, 0.001, _values([1.0] * 11))
+    compare.main([f"--logroot={tmp_path}", "--tables=sinusoid", "--runs=sine_lr0.001",
+                  f"--plot_dir={tmp_path / 'figs'}"])
+    out = capsys.readouterr().out
+    assert "Sinusoid regression" in out and "classification" not in out
+    assert f"Figure 3 (MSE against gradient steps): {tmp_path / 'figs'}" in out
+    compare.main([f"--logroot={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "Sinusoid regression" in out and "Few-shot classification" in out
+    with pytest.raises(SystemExit):
+        compare.main([f"--logroot={tmp_path}", "--runs=sine_typo"])
+    assert "sine_typo" in capsys.readouterr().err
 
 
 def test_classification_table_and_plot(tmp_path):
@@ -40,10 +120,9 @@ def test_classification_table_and_plot(tmp_path):
     values[:, 0] = 0.2
     evaluation.write_results(values, cfg.experiment_dir, 1, 0.4, log=lambda *_: None)
     open(os.path.join(cfg.experiment_dir, "ckpt-59999.index"), "w").close()
-    paper = compare.load_paper_numbers()
-    table = compare.classification_table(str(tmp_path), paper)
+    table = compare.classification_table(str(tmp_path), PAPER)
     row = next(l for l in table.splitlines() if l.startswith("| Omniglot 5-way 1-shot |"))
     assert row == "| Omniglot 5-way 1-shot | 60000 | 90.0 +- 0.0 | 90.0 +- 0.0 | 98.7 +- 0.4 |"
     assert "| MiniImagenet 5-way 1-shot | - | - | - | 48.7 +- 1.84 |" in table
-    paths = compare.plot_classification(str(tmp_path), paper, str(tmp_path / "figs"))
+    paths = compare.plot_classification(str(tmp_path), PAPER, str(tmp_path / "figs"))
     assert os.path.getsize(paths[0]) > 1000

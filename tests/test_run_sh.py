@@ -87,3 +87,93 @@ def test_rl_training_lines_pass_the_fd_step(tmp_path):
     assert "--fast_batch_size=10" in command("rl_cheetah_vel")
     assert not any(a.startswith("--step_size") for a in command("rl_cheetah_dir_pretrained"))
     assert "--test_init=random" in command("rl_point_random")   # tanh: a flag default now
+
+
+def _recorded_commands(tmp_path, *args, env_extra=None):
+    """The main.py command lines run.sh would run, from a stand-in interpreter."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    record = tmp_path / "commands.txt"
+    echo = tmp_path / "record_python"
+    echo.write_text(f'#!/usr/bin/env bash\necho "$@" >> {record}\n')
+    echo.chmod(0o755)
+    env = dict(os.environ, LOGROOT=str(tmp_path), PY=str(echo), **(env_extra or {}))
+    proc = subprocess.run([RUN_SH, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return proc, [line.split() for line in record.read_text().splitlines()]
+
+
+def test_sinusoid_lines_and_the_pretrained_fine_tuning_step(tmp_path):
+    """MAML's main-job line is the original's (alpha 0.001 default); the pretrained model is
+    fine-tuned with the paper's Figure 6 steps unless a later flag says otherwise."""
+    _, [args] = _recorded_commands(tmp_path, "sinusoid_lr0.001")
+    assert "--metatrain_iterations=70000" in args
+    assert not any(a.startswith("--update_lr") for a in args)
+    for k, step in ((5, "0.01"), (10, "0.02"), (20, "0.02")):
+        _, [args] = _recorded_commands(tmp_path / str(k), "sinusoid_pretrained_test", str(k))
+        assert [a for a in args if a.startswith("--update_lr")][-1] == f"--update_lr={step}"
+        assert f"--update_batch_size={k}" in args and "--train_update_lr=0.01" in args
+    _, [args] = _recorded_commands(tmp_path / "o", "sinusoid_pretrained_test", "5",
+                                   "--update_lr=0.003")
+    assert [a for a in args if a.startswith("--update_lr")][-1] == "--update_lr=0.003"
+
+
+def test_sinusoid_experiment_runs_both_methods_at_every_k(tmp_path):
+    proc, commands = _recorded_commands(tmp_path, "sinusoid_experiment", "--seed=3",
+                                        env_extra={"SINE_ITERS": "123"})
+    assert proc.returncode == 0, proc.stderr
+    main_runs = [c for c in commands if c and c[0] == "main.py"]
+    trainings = [c for c in main_runs if "--train=False" not in c]
+    tests = [c for c in main_runs if "--train=False" in c]
+    assert sorted(next(a for a in c if a.startswith("--logdir")) for c in trainings) == [
+        f"--logdir={tmp_path}/sine_lr0.001/", f"--logdir={tmp_path}/sine_pretrained/"]
+    assert all("--seed=3" in c for c in main_runs)
+    assert any("--metatrain_iterations=123" in c for c in trainings)
+    assert any("--pretrain_iterations=123" in c for c in trainings)
+    tested = sorted((next(a for a in c if a.startswith("--logdir")),  # the last K wins
+                     [a for a in c if a.startswith("--update_batch_size=")][-1]) for c in tests)
+    assert len(tested) == 6 and {k for _, k in tested} == {
+        "--update_batch_size=5", "--update_batch_size=10", "--update_batch_size=20"}
+    compare = next(c for c in commands if c[:2] == ["-m", "maml_tf.compare"])
+    assert "--tables=sinusoid" in compare and "--runs=sine_lr0.001,sine_pretrained" in compare
+    assert (tmp_path / "sine_lr0.001" / "test_K20.log").exists()
+
+
+def test_sinusoid_experiment_screen_is_the_table_without_warnings(tmp_path):
+    """The main job end to end (10 iterations, 20 test tasks): its screen has progress lines,
+    the table of what was run and the two figure paths, and no warnings or TF chatter."""
+    proc = run_sh("sinusoid_experiment", "--num_test_tasks=20", "--xla=off", logroot=tmp_path,
+                  env_extra={"SINE_ITERS": "10"})
+    screen = proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    for word in ("warning", "Warning", "Traceback", "oneDNN", "nan", "inf "):
+        assert word not in screen, word
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    ours = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]
+            if not r.startswith("|   paper")]
+    assert [(r[0], r[1], r[2]) for r in ours] == [
+        ("MAML, alpha 0.001 (released code)", "5 (20 tasks)", "0.001"),
+        ("MAML, alpha 0.001 (released code)", "10 (20 tasks)", "0.001"),
+        ("MAML, alpha 0.001 (released code)", "20 (20 tasks)", "0.001"),
+        ("pretrained, fine-tuned", "5 (20 tasks)", "0.01"),
+        ("pretrained, fine-tuned", "10 (20 tasks)", "0.02"),
+        ("pretrained, fine-tuned", "20 (20 tasks)", "0.02")]
+    assert sum(r.startswith("|   paper (Table 2)") for r in rows) == 2
+    for figure in ("sinusoid_mse_vs_steps.png", "sinusoid_adaptation.png"):
+        path = tmp_path / "figures" / figure
+        assert f": {path}" in proc.stdout and path.stat().st_size > 10000
+
+
+def test_sinusoid_experiment_failure_names_the_log(tmp_path):
+    """A failing step stops the job with its log's end on stderr (stand-in interpreter that
+    fails like a bad flag would)."""
+    failing = tmp_path / "failing_python"
+    failing.write_text('#!/usr/bin/env bash\necho "FATAL Flags parsing error: no_such_flag" >&2\n'
+                       'exit 1\n')
+    failing.chmod(0o755)
+    env = dict(os.environ, LOGROOT=str(tmp_path), PY=str(failing))
+    proc = subprocess.run([RUN_SH, "sinusoid_experiment"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"the end of {tmp_path}/sine_lr0.001/train.log" in proc.stderr
+    assert "no_such_flag" in proc.stderr
+    assert "Sinusoid regression" not in proc.stdout   # no table after a failed step

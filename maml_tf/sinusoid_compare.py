@@ -1,0 +1,358 @@
+"""Sinusoid test results beside the paper's Table 2 and Figure 3, with divergence made explicit.
+
+Used by ``python -m maml_tf.compare`` (and so by ``./run.sh sinusoid_experiment``). Reads the
+per-task values that test mode writes next to each CSV (``test_ubs{K}_stepsize{a}.pkl``) and
+builds one table: for each run, K and fine-tuning step size that was tested, our MSE after
+0/1/5/9/10 steps with its 95% CI, and under it the paper's value where the paper gives one,
+marked ``in`` when it lies inside our interval and ``OUT`` when not. The paper prints no
+intervals for the sinusoid (Table 2 is bare means; Figure 3 values are read off a plot), so
+"inside the interval" can only mean inside ours.
+
+Diverged tasks. Repeated inner steps with a step size that is too large for a task's
+curvature blow the loss up geometrically (to inf, then NaN): one such task makes the mean
+over 600 tasks meaningless. A task counts as *diverged* at a step when its MSE there is not
+finite or exceeds ``DIVERGED_MSE`` = 100 = (2 x largest amplitude)^2. Every sinusoid output
+lies in [-5, 5], so a prediction anywhere inside that range is off by at most 10 at every
+point of every task: an MSE above 100 needs predictions outside the range any task can take,
+which is a blown-up model, not a poor fit. A merely poor fit stays below it: the pretrained
+model, whose predictions oscillate on a high-amplitude 5-shot task, reaches 28.6 at most, so
+"worse than predicting 0" (an MSE above 25) would be the wrong test. Diverging tasks pass from
+a normal MSE to far above 100 within a few steps, so the exact bound barely matters (measured
+on the alpha 0.01 model: docs/RESULTS.md). A cell with diverged tasks reports their count and
+the median over all tasks (robust to them), never a mean.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import pickle
+import re
+from typing import Optional
+
+import numpy as np
+
+from data_generators.sinusoid import AMP_RANGE
+from maml_tf.evaluation import read_results
+
+DIVERGED_MSE = (2 * AMP_RANGE[1]) ** 2
+STEPS = (0, 1, 5, 9, 10)  # columns: the steps for which the paper has numbers
+KS = (5, 10, 20)
+
+
+@dataclasses.dataclass(frozen=True)
+class SinusoidRun:
+    """A ``run.sh`` sinusoid log folder: its label, the paper's method and its test steps."""
+
+    folder: str
+    label: str
+    method: str  # "maml", "pretrained" or "oracle"
+    test_steps: tuple  # (step size at K=5, K=10, K=20): what run.sh's _test entry uses
+
+    def test_step(self, k: int) -> float:
+        return self.test_steps[KS.index(k)] if k in KS else self.test_steps[1]
+
+
+# The main job's runs first. The pretrained baseline is fine-tuned with the step sizes the
+# paper's Figure 6 legend gives (0.01 for K = 5, 0.02 for K = 10 and 20).
+RUNS = (
+    SinusoidRun("sine_lr0.001", "MAML, alpha 0.001 (released code)", "maml", (0.001,) * 3),
+    SinusoidRun("sine_pretrained", "pretrained, fine-tuned", "pretrained", (0.01, 0.02, 0.02)),
+    SinusoidRun("sine", "MAML, alpha 0.01 (paper's text)", "maml", (0.01,) * 3),
+    SinusoidRun("sine_oracle", "oracle (not fine-tuned)", "oracle", (0.01,) * 3),
+)
+
+
+@dataclasses.dataclass
+class Cell:
+    """Statistics of one (result, step) over its tasks; ``mean``/``ci95`` None if diverged.
+
+    ``diverged`` is None when only the CSV (means) exists, so divergence cannot be counted.
+    """
+
+    mean: Optional[float]
+    ci95: Optional[float]
+    median: Optional[float]
+    diverged: Optional[int]
+    tasks: Optional[int]
+
+    @property
+    def comparable(self) -> bool:
+        return self.mean is not None and self.ci95 is not None
+
+
+def cell_from_values(values: np.ndarray) -> Cell:
+    """Mean and 95% CI (1.96 std / sqrt(n), as the original) or, with diverged tasks, their
+    count and the median. NaN sorts as +inf for the median: a NaN task is a diverged one."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.isfinite(values) | (values > DIVERGED_MSE)
+        median = float(np.median(np.where(np.isnan(values), np.inf, values)))
+        diverged = int(bad.sum())
+        if diverged:
+            return Cell(None, None, median, diverged, len(values))
+        ci95 = 1.96 * float(np.std(values)) / np.sqrt(len(values))
+        return Cell(float(np.mean(values)), ci95, median, 0, len(values))
+
+
+def cell_from_csv(results: dict, step: int) -> Cell:
+    """A cell from the CSV alone (older results without the per-task pickle)."""
+    mean, ci95 = results["means"][step], results["ci95"][step]
+    if not (np.isfinite(mean) and np.isfinite(ci95)) or mean > DIVERGED_MSE:
+        return Cell(None, None, None, None, None)
+    return Cell(mean, ci95, None, None, None)
+
+
+@dataclasses.dataclass
+class TestResult:
+    """One test CSV (and its pickle) of a run: K, step size and a Cell per step."""
+
+    run: SinusoidRun
+    k: int
+    step_size: float
+    path: str
+    cells: dict  # step -> Cell
+
+    @property
+    def num_steps(self) -> int:
+        return max(self.cells)
+
+
+def load_result(run: SinusoidRun, k: int, step_size: float, csv_path: str) -> TestResult:
+    pkl = csv_path[:-4] + ".pkl"
+    if os.path.exists(pkl):
+        with open(pkl, "rb") as f:
+            values = np.asarray(pickle.load(f)["mses"])
+        cells = {s: cell_from_values(values[:, s]) for s in range(values.shape[1])}
+    else:
+        results = read_results(csv_path)
+        cells = {s: cell_from_csv(results, s) for s in range(len(results["means"]))}
+    return TestResult(run, k, step_size, csv_path, cells)
+
+
+def find_results(run_dir: str, run: SinusoidRun) -> list[TestResult]:
+    """Every original-protocol test result below ``run_dir``: the documented step size of
+    each K first, other step sizes after it; results of other test seeds are not read."""
+    found = []
+    for path in glob.glob(os.path.join(run_dir, "*", "test_ubs*_stepsize*.csv")):
+        match = re.search(r"test_ubs(\d+)_stepsize([0-9.e-]+)\.csv$", path)
+        if match:
+            found.append((int(match.group(1)), float(match.group(2)), path))
+    found.sort(key=lambda f: (f[0], f[1] != run.test_step(f[0]), f[1]))
+    return [load_result(run, k, step, path) for k, step, path in found]
+
+
+def paper_reference(paper: dict, method: str, k: int) -> tuple[str, dict]:
+    """(source, {step: value}) of the paper's numbers for a method and K (may be empty)."""
+    sine = paper["sinusoid"]
+    if k == 5 and method in ("maml", "pretrained"):
+        table2 = sine["table2_5shot_mse_by_grad_steps"]
+        key = "maml" if method == "maml" else "pretrain_on_all_tasks"
+        return "Table 2", dict(zip(table2["steps"], table2[key]))
+    if k == 10:
+        fig3 = sine["figure3_10shot_mse_approx"]
+        values = {"maml": {0: fig3["maml_step0"], 1: fig3["maml_step1"], 9: fig3["maml_step9"]},
+                  "pretrained": {9: fig3["pretrained_step9"]},
+                  "oracle": {0: fig3["oracle"]}}[method]
+        return "Fig. 3, approx.", values
+    return "", {}
+
+
+def inside(cell: Cell, reference: float) -> bool:
+    """The paper's value lies within our 95% CI."""
+    return abs(cell.mean - reference) <= cell.ci95
+
+
+def _format_cell(cell: Cell) -> str:
+    if cell.comparable:
+        # '*': from the CSV alone, so tasks that diverged could not be counted
+        return f"{cell.mean:.2f} +- {cell.ci95:.2f}" + ("*" if cell.diverged is None else "")
+    if cell.diverged is None:
+        return "not finite"
+    return f"median {cell.median:.2f}, {cell.diverged} div."
+
+
+def _mark(cell: Cell, reference: float) -> str:
+    if not cell.comparable:
+        return f"{reference:g} n/a"
+    return f"{reference:g} {'in' if inside(cell, reference) else 'OUT'}"
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table whose columns are padded to line up on a terminal too."""
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(r) for r in rows])
+
+
+STEP_HEADER = ["before" if s == 0 else f"{s} step{'s' if s > 1 else ''}" for s in STEPS]
+DIVERGED_NOTE = (
+    f"\n'div.': tasks whose MSE is not finite or above {DIVERGED_MSE:g}, i.e. with predictions "
+    "outside every task's output\nrange [-5, 5] (blown up); there the median over all tasks "
+    "is shown instead of a mean.")
+LEGEND = (
+    "MSE over the test tasks (600 unless stated) +- our 95% CI (1.96 std / sqrt(n)); 'before' "
+    "is the support-set\nloss of the unadapted model, as the original's update0. Under our "
+    "row, the paper's value: 'in' when it lies\ninside our 95% CI, 'OUT' when not (the paper "
+    "gives no intervals for sinusoids; its Figure 3 values are\nread off the plot)."
+    + DIVERGED_NOTE)
+SEED_LEGEND = (
+    "Per cell: the mean over seeds of each seed's MSE over the test tasks, [lowest, highest "
+    "seed]; in brackets\nthe paper's value and how many seeds' 95% CIs contain it."
+    + DIVERGED_NOTE)
+
+
+def sinusoid_rows(logroot: str, paper: dict, runs=RUNS) -> tuple[list[list[str]], list]:
+    """Table rows for every sinusoid test result found under ``logroot``, and the results."""
+    rows, results = [], []
+    for run in runs:
+        for result in find_results(os.path.join(logroot, run.folder), run):
+            results.append(result)
+            cells = [result.cells.get(s) for s in STEPS]
+            show = [0] if run.method == "oracle" else STEPS
+            tasks = {c.tasks for c in result.cells.values() if c.tasks}
+            k_cell = str(result.k) + ("" if tasks <= {600} else f" ({min(tasks)} tasks)")
+            rows.append([run.label, k_cell, f"{result.step_size:g}"]
+                        + [_format_cell(c) if c is not None and s in show else ""
+                           for s, c in zip(STEPS, cells)])
+            source, reference = paper_reference(paper, run.method, result.k)
+            if reference:
+                rows.append([f"  paper ({source})", "", ""]
+                            + [_mark(c, reference[s]) if s in reference and c is not None
+                               else "" for s, c in zip(STEPS, cells)])
+    return rows, results
+
+
+def sinusoid_table(logroot: str, paper: dict, runs=RUNS) -> str:
+    """The one sinusoid table (only results that exist), or a line saying there are none."""
+    rows, results = sinusoid_rows(logroot, paper, runs)
+    title = "### Sinusoid regression (paper Table 2 and Figure 3): ours beside the paper's"
+    if not rows:
+        return f"{title}\n\nNo sinusoid test results under {logroot}."
+    legend = LEGEND
+    if any(c.diverged is None for r in results for c in r.cells.values()):
+        legend += ("\n*: per-task values (.pkl) missing: from the CSV's means, so tasks that "
+                   "diverged could not be counted.")
+    return "\n".join([title, "", render_table(["method", "K", "fine-tune step"] + STEP_HEADER,
+                                              rows), "", legend])
+
+
+def _seed_summary(cells: list[Cell], reference: Optional[float]) -> str:
+    """'mean [min, max]' of the per-seed statistic, diverged count, how many seeds' CIs hold
+    the paper's value. With diverged tasks in any seed, all seeds' medians are summarised."""
+    if any(c.diverged is None and not c.comparable for c in cells):
+        return "not finite"
+    diverged = sum(c.diverged or 0 for c in cells)
+    values = [c.median for c in cells] if diverged else [c.mean for c in cells]
+    text = (f"{np.mean(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+            if len(values) > 1 else f"{values[0]:.2f}")
+    if diverged:
+        text = f"median {text}, {diverged} div."
+    if reference is not None:
+        text += f" ({reference:g}: {sum(c.comparable and inside(c, reference) for c in cells)}"
+        text += f"/{len(cells)} in)"
+    return text
+
+
+def seed_table(logroot: str, paper: dict, seeds: list[int], runs=RUNS) -> str:
+    """Mean and [min, max] over seeds per cell, from the folders ``<run>_seed<s>``.
+
+    A (run, K, step size) appears when at least one seed has it; the seeds column says which.
+    The paper's value follows each cell with how many seeds' 95% CIs contain it.
+    """
+    rows = []
+    for run in runs:
+        by_key: dict = {}
+        for seed in seeds:
+            for result in find_results(os.path.join(logroot, f"{run.folder}_seed{seed}"), run):
+                by_key.setdefault((result.k, result.step_size), []).append((seed, result))
+        for (k, step_size), found in by_key.items():
+            source, reference = paper_reference(paper, run.method, k)
+            show = [0] if run.method == "oracle" else STEPS
+            cells = []
+            for s in STEPS:
+                per_seed = [r.cells[s] for _, r in found if s in r.cells]
+                cells.append(_seed_summary(per_seed, reference.get(s))
+                             if per_seed and s in show else "")
+            rows.append([run.label, str(k), f"{step_size:g}",
+                         ",".join(str(seed) for seed, _ in found)] + cells)
+    title = (f"### Sinusoid regression over seeds {','.join(map(str, seeds))}: "
+             "mean [min, max] of the per-seed means")
+    if not rows:
+        return f"{title}\n\nNo results in {logroot}/<run>_seed<N> folders."
+    return "\n".join([title, "", render_table(
+        ["method", "K", "fine-tune step", "seeds"] + STEP_HEADER, rows), "",
+        SEED_LEGEND])
+
+
+COLORS = {"maml": ("tab:blue", "tab:green"), "pretrained": ("tab:orange",),
+          "oracle": ("tab:red",)}
+
+
+def plot_mse_vs_steps(logroot: str, paper: dict, plot_dir: str, runs=RUNS) -> Optional[str]:
+    """Paper Figure 3 (K = 10) with Figure 6's K = 5 and 20 beside it: MSE against gradient
+    steps with 95% CIs, the paper's numbers as black crosses; linear axes as the paper's.
+
+    Each run is drawn with its documented step sizes. Where tasks diverged the median is
+    drawn instead of the mean, as an open circle. Returns None when nothing was tested.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    found = {run.folder: find_results(os.path.join(logroot, run.folder), run) for run in runs}
+    if not any(found.values()):
+        return None
+    colors, used = {}, {method: 0 for method in COLORS}
+    for run in runs:
+        palette = COLORS[run.method]
+        colors[run.folder] = palette[used[run.method] % len(palette)]
+        used[run.method] += 1
+    fig, axes = plt.subplots(1, len(KS), figsize=(13, 4.6))
+    legend = {}
+    for ax, k in zip(axes, KS):
+        for run in runs:
+            result = next((r for r in found[run.folder]
+                           if r.k == k and r.step_size == run.test_step(k)), None)
+            if result is None:
+                continue
+            color = colors[run.folder]
+            if run.method == "oracle":
+                legend[run.label] = ax.axhline(result.cells[0].mean or 0.0, ls=":", color=color)
+                continue
+            steps = sorted(result.cells)
+            cells = [result.cells[s] for s in steps]
+            y = [c.mean if c.comparable else (np.nan if c.median is None else c.median)
+                 for c in cells]
+            err = [c.ci95 if c.comparable else 0.0 for c in cells]
+            label = run.label + (f", step {run.test_steps[0]:g}" if len(set(run.test_steps)) == 1
+                                 else ", steps " + "/".join(f"{v:g}" for v in run.test_steps)
+                                 + " (K = " + "/".join(map(str, KS)) + ")")
+            legend[label] = ax.errorbar(steps, y, yerr=err, marker="o", ms=3, capsize=2,
+                                        color=color)
+            open_steps = [s for s, c in zip(steps, cells)
+                          if not c.comparable and c.median is not None]
+            if open_steps:
+                ax.plot(open_steps, [y[steps.index(s)] for s in open_steps], "o", ms=7,
+                        mfc="none", color=color)
+                legend["median over tasks (some diverged)"] = Line2D(
+                    [], [], ls="none", marker="o", ms=7, mfc="none", color="gray")
+        for method in ("maml", "pretrained", "oracle"):
+            _, reference = paper_reference(paper, method, k)
+            if reference:
+                legend["paper (Table 2; Figure 3 read off the plot)"] = ax.plot(
+                    list(reference), list(reference.values()), "kx", ms=7)[0]
+        ax.set_title(f"k-shot regression, k={k}")
+        ax.set_xlabel("number of gradient steps")
+        ax.set_ylabel("mean squared error")
+        ax.set_ylim(0, 3.5)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    os.makedirs(plot_dir, exist_ok=True)
+    path = os.path.join(plot_dir, "sinusoid_mse_vs_steps.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
