@@ -40,9 +40,9 @@ META_GRADIENTS = textwrap.dedent("""
     x = tf.constant(rng.uniform(size=(2, 4, 6, 144)).astype(np.float32))
     step = tf.function(lambda b: maml.meta_gradients(model, b, spec))
     grads, metrics = step((x[0], labels, x[1], labels))
-    names = [v.path for v in model.trainable_variables]
+    names = [v.name for v in model.trainable_variables]
     np.savez(sys.argv[1], post_loss=metrics["post_loss"].numpy(),
-             **{n.replace("/", "_"): g.numpy() for n, g in zip(names, grads)})
+             **{n: g.numpy() for n, g in zip(names, grads)})
     print("conv_impl", model.conv_impl)
 """)
 
