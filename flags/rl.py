@@ -34,6 +34,17 @@ flags.DEFINE_integer("meta_batch_size", None, "tasks per meta-iteration; default
 flags.DEFINE_integer("fast_batch_size", None, "trajectories per task per step; default 20 "
                                               "(40 for ant_dir)")
 flags.DEFINE_integer("max_path_length", None, "horizon; default 100 (point), 200 (locomotion)")
+flags.DEFINE_enum("sampling", None, ["fixed", "per_task", "total"],
+                  "trajectories per task and batch: 'fixed' exactly --fast_batch_size; "
+                  "'per_task' a budget of fast_batch_size x max_path_length steps per task, "
+                  "--sampling_lanes paths at once, the last ones completed (rllab's parallel "
+                  "sampler, the released locomotion scripts); 'total' one budget for the "
+                  "whole meta-batch, one path per task at a time, unfinished paths dropped "
+                  "(maml_rl's VectorizedSampler, the released point script). Default: the "
+                  "released script's (total for point, per_task for locomotion)")
+flags.DEFINE_integer("sampling_lanes", None, "--sampling=per_task: paths rolled out at once "
+                     "per task (rllab's n_parallel workers); default 8 as the released "
+                     "locomotion scripts")
 flags.DEFINE_integer("num_grad_updates", 1, "inner policy-gradient steps during meta-training")
 flags.DEFINE_integer("n_itr", 100, "meta-iterations (the paper ran up to 500)")
 flags.DEFINE_boolean("use_maml", True, "False: the pretrained baseline (TRPO on all tasks, "
@@ -126,6 +137,8 @@ for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_n
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
     flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
+flags.register_validator("sampling_lanes", lambda v: v is None or v >= 1,
+                         message="--sampling_lanes must be a positive integer")
 flags.register_validator("num_workers", lambda v: v is None or v >= 0,
                          message="--num_workers must be >= 0")
 flags.register_validator("fast_lr", lambda v: v is None or (math.isfinite(v) and v > 0),
@@ -189,6 +202,9 @@ def task_defaults(env_name: str) -> dict:
         "fast_batch_size": 40 if ant_dir else 20,
         "max_path_length": spec.horizon,
         "num_workers": 2 if spec.mujoco else 0,
+        # maml_trpo_point.py: n_parallel=1 (VectorizedSampler); cluster_maml_trpo_*: 8
+        "sampling": "total" if point else "per_task",
+        "sampling_lanes": 8,
         # maml_rl's test_maml_*.py: batch_size 4000 steps (8000 for ant_dir), later steps at
         # 0.5 x the first (0.01 x for ant_dir), goals from np.random.seed(1) (2 for ant_dir)
         "test_num_episodes": (8000 if ant_dir else 4000) // spec.horizon,

@@ -19,7 +19,12 @@ class TrainConfig:
     env_name: str = "point"
     oracle: bool = False
     meta_batch_size: int = 20
-    fast_batch_size: int = 20       # trajectories per task per step
+    fast_batch_size: int = 20       # trajectories per task per step (budget: x horizon steps)
+    #: "fixed": exactly fast_batch_size paths per task; "per_task" / "total": rllab's budget
+    #: of fast_batch_size x max_path_length steps per task / for the whole batch
+    #: (rl.samplers.Budget; flags default to the released script's choice per task)
+    sampling: str = "fixed"
+    sampling_lanes: int = 8         # per_task: paths rolled out at once (rllab n_parallel)
     max_path_length: int = 100
     n_itr: int = 100
     discount: float = 0.99

@@ -20,6 +20,9 @@ class Episodes:
     rewards: np.ndarray        # (K, N, T), zero where mask is 0
     mask: np.ndarray           # (K, N, T), 1.0 for real steps
     advantages: np.ndarray | None = None  # (K, N, T), filled by ``compute_advantages``
+    #: flat() packs each task's real steps first and drops the common padding (budget
+    #: sampling: N can be hundreds of mostly masked point-robot paths)
+    compact: bool = False
 
     @property
     def num_tasks(self) -> int:
@@ -29,15 +32,31 @@ class Episodes:
         """Undiscounted return of every episode, (K, N)."""
         return np.sum(self.rewards * self.mask, axis=-1)
 
+    def episode_exists(self) -> np.ndarray:
+        """(K, N) True for real paths; a budget sampler pads tasks that got fewer paths
+        with empty (fully masked) ones."""
+        return self.mask[..., 0] > 0
+
     def average_return_per_task(self) -> np.ndarray:
-        """The paper's "average return": mean over a task's episodes, (K,)."""
-        return self.episode_returns().mean(axis=-1)
+        """The paper's "average return": mean over a task's (real) episodes, (K,)."""
+        exists = self.episode_exists()
+        return (self.episode_returns() * exists).sum(axis=-1) / np.maximum(exists.sum(-1), 1)
 
     def flat(self, name: str) -> np.ndarray:
-        """``name`` reshaped to (K, N*T, ...), the layout of the TensorFlow losses."""
+        """``name`` reshaped to (K, N*T, ...), the layout of the TensorFlow losses (masked
+        means, so the order of steps does not matter). With ``compact`` each task's real
+        steps come first and the length is cut to the largest task's count, rounded up to a
+        multiple of T (fewer distinct shapes, fewer retraces)."""
         array = getattr(self, name)
         k, n, t = self.mask.shape
-        return array.reshape((k, n * t) + array.shape[3:])
+        flat = array.reshape((k, n * t) + array.shape[3:])
+        if not self.compact:
+            return flat
+        mask = self.mask.reshape(k, n * t)
+        order = np.argsort(-mask, axis=1, kind="stable")
+        length = min(n * t, -(-int(mask.sum(axis=1).max()) // t) * t)
+        index = order[:, :length].reshape((k, length) + (1,) * (flat.ndim - 2))
+        return np.take_along_axis(flat, index, axis=1)
 
 
 def discounted_cumsum(values: np.ndarray, mask: np.ndarray, discount: float) -> np.ndarray:

@@ -48,6 +48,8 @@ def train_config():
         seed=FLAGS.seed, logdir=FLAGS.logdir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
         checkpoint_every=FLAGS.checkpoint_every, checkpoint_minutes=FLAGS.checkpoint_minutes,
         num_workers=rl_flags.resolved("num_workers"),
+        sampling=rl_flags.resolved("sampling"),
+        sampling_lanes=rl_flags.resolved("sampling_lanes"),
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
                             FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),
         trpo=TRPOConfig(

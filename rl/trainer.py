@@ -27,11 +27,11 @@ from maml_tf import run_folder
 from maml_tf.checkpoint import IterationCheckpointer
 from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
-from rl.envs.registry import make_env, make_vector_env
+from rl.envs.registry import make_env
 from rl.episodes import compute_advantages
 from rl.maml_trpo import MAMLTRPO, to_task_batch
 from rl.policies import GaussianMLPPolicy
-from rl.samplers import BatchSampler
+from rl.samplers import make_sampler
 
 
 # What a training run writes in its logdir: --overwrite removes these.
@@ -54,6 +54,7 @@ def run_settings(cfg: TrainConfig) -> dict:
             "num_grad_updates": trpo.num_grad_updates, "step_size": trpo.step_size,
             "meta_batch_size": cfg.meta_batch_size, "fast_batch_size": cfg.fast_batch_size,
             "max_path_length": cfg.max_path_length, "n_itr": cfg.n_itr,
+            "sampling": cfg.sampling, "sampling_lanes": cfg.sampling_lanes,
             "discount": cfg.discount, "gae_lambda": cfg.gae_lambda, "seed": cfg.seed,
             "hvp": trpo.hvp, "fd_base_eps": trpo.fd_base_eps, "cg_iters": trpo.cg_iters,
             "cg_damping": trpo.cg_damping, "backtrack_ratio": trpo.backtrack_ratio,
@@ -103,11 +104,9 @@ class Trainer:
         obs_dim = self.task_env.observation_space.shape[0]
         act_dim = self.task_env.action_space.shape[0]
         with children_ignore_interrupts():   # the workers stop when this process says so
-            self.vector_env = make_vector_env(
-                cfg.env_name, cfg.meta_batch_size * cfg.fast_batch_size, cfg.oracle,
-                cfg.num_workers)
-        self.sampler = BatchSampler(self.vector_env, cfg.meta_batch_size, cfg.fast_batch_size,
-                                    cfg.max_path_length)
+            self.sampler, self.vector_env = make_sampler(
+                cfg.env_name, cfg.meta_batch_size, cfg.fast_batch_size, cfg.max_path_length,
+                cfg.sampling, cfg.sampling_lanes, cfg.oracle, cfg.num_workers)
         tf.random.set_seed(cfg.seed)
         self.policy = build_policy(cfg.policy, obs_dim, act_dim, cfg.seed)
         self.learner = MAMLTRPO(self.policy, cfg.trpo)
@@ -143,6 +142,9 @@ class Trainer:
             if step + 1 < num_batches:
                 params = self.learner.adapted_params(
                     theta, [to_task_batch(e, self.learner.dtype) for e in episodes])
+        paths = [e.episode_exists().sum(axis=1) for e in episodes]
+        logging.info("itr %d | paths per task (%s): %s", iteration, cfg.sampling, " / ".join(
+            f"mean {p.mean():.1f} min {p.min()} max {p.max()}" for p in paths))
         stats = {
             "return_pre_update": float(episodes[0].average_return_per_task().mean()),
             "return_post_update": float(episodes[-1].average_return_per_task().mean()),

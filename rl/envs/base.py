@@ -72,6 +72,12 @@ class VectorTaskEnv(abc.ABC):
     def reset(self, seed: int) -> np.ndarray:
         """Resets every environment; returns observations of shape (num_envs, obs_dim)."""
 
+    def reset_envs(self, indices: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Resets only the environments ``indices`` (one seed each) and returns their
+        observations, (len(indices), obs_dim): a budget sampler starts a new path in one
+        environment while the others are mid-path."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reset single environments")
+
     @abc.abstractmethod
     def step(self, actions: np.ndarray, active: np.ndarray):
         """Steps the environments where ``active`` is True with raw policy actions.
@@ -109,6 +115,11 @@ class SerialVectorEnv(VectorTaskEnv):
         for i, env in enumerate(self.envs):
             self._last_obs[i], _ = env.reset(seed=int(seeds[i]))
         return self._last_obs.copy()
+
+    def reset_envs(self, indices, seeds):
+        for i, seed in zip(indices, seeds):
+            self._last_obs[i], _ = self.envs[i].reset(seed=int(seed))
+        return self._last_obs[np.asarray(indices, dtype=int)].copy()
 
     def step(self, actions, active):
         rewards = np.zeros(self.num_envs)

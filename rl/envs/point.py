@@ -96,6 +96,12 @@ class VectorPointEnv(VectorTaskEnv):
         self.states = np.zeros((self.num_envs, 2))
         return self._obs()
 
+    def reset_envs(self, indices, seeds):
+        del seeds  # deterministic start at the origin
+        indices = np.asarray(indices, dtype=int)
+        self.states[indices] = 0.0
+        return self._obs()[indices]
+
     def step(self, actions, active):
         next_states, rewards, dones = point_transition(self.states, self.goals, actions)
         self.states = np.where(active[:, None], next_states, self.states)
