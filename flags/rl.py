@@ -101,6 +101,11 @@ flags.DEFINE_integer("test_num_tasks", 40, "test tasks")
 flags.DEFINE_integer("test_num_episodes", None, "trajectories per task and step at test time; "
                      "default as the released test scripts: 40 (point), 20 (locomotion), "
                      "40 (ant_dir)")
+flags.DEFINE_enum("test_sampling", None, ["fixed", "per_task"],
+                  "test-time trajectories: 'per_task' (default, the released test scripts: "
+                  "a budget of test_num_episodes x max_path_length steps per goal, 4 paths at "
+                  "once, the last ones completed, so paths that end early leave room for "
+                  "more) or 'fixed' (exactly --test_num_episodes paths per goal)")
 flags.DEFINE_integer("test_num_steps", 3, "policy-gradient steps at test time")
 flags.DEFINE_float("test_fast_lr", None, "first test step size; default as the released test "
                    "scripts: MAML --fast_lr; pretrained 0.5 (point), 0.02 (cheetah_vel), 0.2 "
@@ -205,6 +210,7 @@ def task_defaults(env_name: str) -> dict:
         # maml_trpo_point.py: n_parallel=1 (VectorizedSampler); cluster_maml_trpo_*: 8
         "sampling": "total" if point else "per_task",
         "sampling_lanes": 8,
+        "test_sampling": "per_task",   # test_maml_*.py: n_parallel=4, batch_size in steps
         # maml_rl's test_maml_*.py: batch_size 4000 steps (8000 for ant_dir), later steps at
         # 0.5 x the first (0.01 x for ant_dir), goals from np.random.seed(1) (2 for ant_dir)
         "test_num_episodes": (8000 if ant_dir else 4000) // spec.horizon,

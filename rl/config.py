@@ -55,3 +55,8 @@ class EvalConfig:
     num_workers: int = 0
     method: str = "maml"
     num_trajectories_kept: int = 5   # point robot: paths per task stored for the plot
+    #: "fixed": episodes_per_task paths; "per_task": the released test scripts' budget of
+    #: episodes_per_task x horizon steps per goal, 4 paths at once (n_parallel=4), paths
+    #: in flight completed (rl.samplers.Budget)
+    sampling: str = "fixed"
+    sampling_lanes: int = 4

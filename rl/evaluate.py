@@ -18,11 +18,11 @@ import numpy as np
 from absl import logging
 
 from rl.config import EvalConfig
-from rl.envs.registry import get_spec, make_env, make_vector_env
+from rl.envs.registry import get_spec, make_env
 from rl.episodes import compute_advantages
 from rl.maml_trpo import MAMLTRPO, TRPOConfig, to_task_batch
 from rl.policies import GaussianMLPPolicy
-from rl.samplers import BatchSampler
+from rl.samplers import make_sampler
 
 
 def step_sizes(fast_lr: float, num_steps: int, decay: float = 0.5) -> list:
@@ -40,22 +40,24 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
              gae_lambda: float = 1.0) -> dict:
     """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks)."""
     tasks = protocol_tasks(cfg.env_name, cfg.num_tasks, cfg.goal_seed, cfg.oracle)
-    env = make_vector_env(cfg.env_name, cfg.num_tasks * cfg.episodes_per_task, cfg.oracle,
-                          cfg.num_workers)
+    sampler, env = make_sampler(cfg.env_name, cfg.num_tasks, cfg.episodes_per_task,
+                                cfg.max_path_length, cfg.sampling, cfg.sampling_lanes,
+                                cfg.oracle, cfg.num_workers)
     try:
-        sampler = BatchSampler(env, cfg.num_tasks, cfg.episodes_per_task, cfg.max_path_length)
         learner = MAMLTRPO(policy, TRPOConfig(fast_lr=cfg.fast_lr))
         theta = policy.get_flat()
         lrs = step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)
-        batches, returns, trajectories, params = [], [], [], None
+        batches, returns, trajectories, params, paths = [], [], [], None, []
         for step in range(cfg.num_steps + 1):
             episodes = sampler.sample(tasks, learner.sampling_policy(params),
                                       seed=cfg.seed * 1000 + step)
             returns.append(episodes.average_return_per_task())
+            paths.append(episodes.episode_exists().sum(axis=1))
             keep = cfg.num_trajectories_kept
             trajectories.append({"observations": episodes.observations[:, :keep],
                                  "mask": episodes.mask[:, :keep]})
-            logging.info("test step %d: average return %.2f", step, returns[-1].mean())
+            logging.info("test step %d: average return %.2f (%.1f paths per goal)", step,
+                         returns[-1].mean(), paths[-1].mean())
             if step == cfg.num_steps:
                 break
             batches.append(to_task_batch(compute_advantages(episodes, discount, gae_lambda),
@@ -70,6 +72,7 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         "returns": returns, "mean_per_step": returns.mean(axis=1),
         "std_per_step": returns.std(axis=1), "tasks": np.asarray(tasks),
         "step_sizes": lrs, "config": dataclasses.asdict(cfg),
+        "paths_per_task": np.stack(paths),
     }
     if not get_spec(cfg.env_name).mujoco:   # the point robot's paths for Figure 4-like plots
         result["trajectories"] = trajectories

@@ -70,7 +70,8 @@ def eval_config():
         fast_lr=rl_flags.resolved("test_fast_lr", method),
         lr_decay=rl_flags.resolved("test_lr_decay"),
         goal_seed=rl_flags.resolved("test_goal_seed"), seed=FLAGS.seed,
-        num_workers=rl_flags.resolved("num_workers"), method=method)
+        num_workers=rl_flags.resolved("num_workers"), method=method,
+        sampling=rl_flags.resolved("test_sampling"))
 
 
 def restore_policy(train_cfg, oracle: bool):

@@ -155,3 +155,22 @@ def test_released_sampling_defaults_per_task():
     assert task_defaults("point")["sampling"] == "total"
     assert task_defaults("cheetah_dir")["sampling"] == "per_task"
     assert task_defaults("ant_vel")["sampling_lanes"] == 8
+
+
+def test_test_protocol_samples_under_the_budget_when_asked():
+    """The released test scripts sample a budget of steps per goal (n_parallel=4); with
+    paths that run to the horizon that is exactly the fixed count (short paths: tests
+    above), and the results record the count per goal and step."""
+    from rl.config import EvalConfig
+    from rl.evaluate import evaluate
+    from rl.policies import GaussianMLPPolicy
+    policy = GaussianMLPPolicy(2, 2, (8,), init_std=0.05, seed=0)
+    policy.log_std.assign(np.log([0.05, 0.05]).astype(np.float32))
+    base = dict(env_name="point", num_tasks=3, episodes_per_task=4, max_path_length=10,
+                num_steps=0, fast_lr=0.5, goal_seed=1)
+    fixed = evaluate(policy, EvalConfig(**base, sampling="fixed"))
+    budget = evaluate(policy, EvalConfig(**base, sampling="per_task"))
+    assert fixed["paths_per_task"].shape == (1, 3)
+    np.testing.assert_array_equal(fixed["paths_per_task"], 4)
+    np.testing.assert_array_equal(budget["paths_per_task"], 4)   # 4 lanes x 10 steps = 40
+    assert budget["config"]["sampling"] == "per_task"
