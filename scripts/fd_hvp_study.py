@@ -128,16 +128,16 @@ class Study:
         """CG with the exact product; every vector it multiplies is also given to the FD
         products. Returns one row per CG iteration."""
         from rl import optimization
-        vectors = []
+        vectors, products = [], []
 
         def recording(vector):
             vectors.append(np.array(vector))
-            return self.exact(vector) + self.damping * vector
+            products.append(self.exact(vector))
+            return products[-1] + self.damping * vector
 
         optimization.conjugate_gradient(recording, grad, iterations)
         rows = []
-        for i, vector in enumerate(vectors):
-            exact = self.exact(vector)
+        for i, (vector, exact) in enumerate(zip(vectors, products)):
             row = {"cg_iteration": i, "vector_norm": float(np.linalg.norm(vector))}
             for name in PRODUCTS:
                 row[f"{name}_length"] = self.perturbation_length(name, vector)
