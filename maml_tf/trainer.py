@@ -105,9 +105,9 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
     stop = stop or StopSignals()   # never installed: never stops
     total = cfg.pretrain_iterations + cfg.metatrain_iterations
     if resume_itr >= total:
-        log(f"Run already complete: ckpt-{resume_itr - 1} is iteration {resume_itr} of "
-            f"{total}; nothing to train (raise --metatrain_iterations to go on, or "
-            f"--overwrite to start again)")
+        log(f"Run already complete: ckpt-{resume_itr - 1} holds all {total} iterations; "
+            f"nothing to train (raise --metatrain_iterations to go on, or --overwrite to "
+            f"start again)")
         return resume_itr - 1
     interval = print_interval(cfg)
     validation_interval = interval * 5
