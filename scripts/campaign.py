@@ -116,17 +116,22 @@ def milestone_results(directory: str) -> list[tuple[int, float, float]]:
     return sorted(found)
 
 
-def final_result(directory: str, cfg) -> str:
-    """The original-protocol test result that compare reads, with its iteration."""
+def final_result(directory: str, cfg) -> tuple[float, float, int | None] | None:
+    """The original-protocol test result that compare reads: accuracy %, CI %, iteration."""
     base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr))
     if os.path.exists(base + ".pkl"):
-        accuracy, ci95, iteration = _accuracy(base + ".pkl")
-        return f"{accuracy:.2f} +- {ci95:.2f}" + (
-            f" (ckpt {iteration:,})" if iteration is not None else "")
+        return _accuracy(base + ".pkl")
     if os.path.exists(base + ".csv"):  # packed before pickles were packed
         saved = read_results(base + ".csv")
-        return f"{100 * saved['means'][-1]:.2f} +- {100 * saved['ci95'][-1]:.2f}"
-    return "-"
+        return 100 * saved["means"][-1], 100 * saved["ci95"][-1], None
+    return None
+
+
+def _final_text(final) -> str:
+    if final is None:
+        return "-"
+    accuracy, ci95, iteration = final
+    return f"{accuracy:.2f} +- {ci95:.2f}" + (f" (ckpt {iteration:,})" if iteration else "")
 
 
 def _hours(seconds: float) -> str:
@@ -145,7 +150,8 @@ def status(logroot: str, paper: dict) -> tuple[str, list[dict]]:
         if not checkpoints and not times:
             continue
         run.update(scalars=scalars, milestones=milestone_results(run["directory"]),
-                   reached=checkpoints[-1] + 1 if checkpoints else 0)
+                   reached=checkpoints[-1] + 1 if checkpoints else 0,
+                   final=final_result(run["directory"], run["cfg"]))
         started.append(run)
         tag = final_validation_tag(scalars)
         recent = [v for _, v in scalars[tag][-5:]] if tag else []
@@ -160,7 +166,7 @@ def status(logroot: str, paper: dict) -> tuple[str, list[dict]]:
             f" (logged to {logged:,})" if logged > run["reached"] else "")
         hours = _hours(training_seconds(times)) if times else "- (no events kept)"
         lines.append(f"| {run['label']} | `{run['name']}` | {reached} | {hours} | "
-                     f"{validation} | {tests} | {final_result(run['directory'], run['cfg'])} | "
+                     f"{validation} | {tests} | {_final_text(run['final'])} | "
                      f"{paper_text} |")
     return "\n".join(lines), started
 
@@ -185,6 +191,10 @@ def plot(started: list[dict], paper: dict, path: str):
             its, accs, cis = zip(*run["milestones"])
             ax.errorbar(its, accs, yerr=cis, fmt="o", color="C3", capsize=3,
                         label="test, 600 tasks (95% CI)")
+        if run["final"]:
+            accuracy, ci95, iteration = run["final"]
+            ax.errorbar([iteration or run["reached"]], [accuracy], yerr=[ci95], fmt="s",
+                        color="C2", capsize=3, label="final test, 600 tasks")
         dataset, method, cell = run["paper_key"]
         number = paper.get(dataset, {}).get(method, {}).get(cell)
         if number:
