@@ -339,7 +339,7 @@ def plot_mse_vs_steps(logroot: str, paper: dict, plot_dir: str, runs=RUNS) -> Op
                         mfc="none", color=color)
                 legend["median over tasks (some diverged)"] = Line2D(
                     [], [], ls="none", marker="o", ms=7, mfc="none", color="gray")
-        for method in ("maml", "pretrained", "oracle"):
+        for method in dict.fromkeys(run.method for run in runs if found[run.folder]):
             _, reference = paper_reference(paper, method, k)
             if reference:
                 legend["paper (Table 2; Figure 3 read off the plot)"] = ax.plot(
