@@ -277,6 +277,17 @@ def test_exported_signatures_check_their_inputs(tmp_path):
 
 
 # ---------------------------------------------------------------------------- as a user does
+@pytest.fixture
+def own_tmp():
+    """A folder outside pytest's numbered tmp_path tree: a concurrent pytest session prunes
+    old numbered folders, which would delete a run folder (and its lock) under a subprocess
+    that runs for a minute."""
+    import tempfile
+    path = tempfile.mkdtemp(prefix="crash_safety_")
+    yield __import__("pathlib").Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _start(logdir, *flags, **kwargs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "main.py", *SINE, f"--logdir={logdir}", *flags],
@@ -297,13 +308,13 @@ def _wait_for(process, text, timeout=120):
     raise AssertionError(f"{text!r} not seen: {lines[-5:]}")
 
 
-def test_signals_lock_and_kill_as_a_user_meets_them(tmp_path):
+def test_signals_lock_and_kill_as_a_user_meets_them(own_tmp):
     """SIGINT twice: one save holding exactly its iterations and one line; a second trainer
     is refused; kill -9 then resume continues from the newest intact checkpoint."""
-    directory = sine_cfg(tmp_path).experiment_dir
-    first = _start(tmp_path, "--metatrain_iterations=1000000", "--checkpoint_interval=500")
+    directory = sine_cfg(own_tmp).experiment_dir
+    first = _start(own_tmp, "--metatrain_iterations=1000000", "--checkpoint_interval=500")
     _wait_for(first, "Done initializing")
-    second = _start(tmp_path, "--metatrain_iterations=1000000")
+    second = _start(own_tmp, "--metatrain_iterations=1000000")
     try:
         out, err = second.communicate(timeout=180)
     except subprocess.TimeoutExpired:
@@ -326,7 +337,7 @@ def test_signals_lock_and_kill_as_a_user_meets_them(tmp_path):
     assert int(read_var(prefix, "iteration")) == saved
     assert int(read_var(prefix, "optimizer/_iterations")) == saved + 1
 
-    third = _start(tmp_path, "--metatrain_iterations=1000000", "--checkpoint_interval=200")
+    third = _start(own_tmp, "--metatrain_iterations=1000000", "--checkpoint_interval=200")
     lines = _wait_for(third, "Done initializing")
     assert any(f"ckpt-{saved}" in line for line in lines), lines
     time.sleep(2 + np.random.RandomState(0).uniform(0, 3))
@@ -334,25 +345,25 @@ def test_signals_lock_and_kill_as_a_user_meets_them(tmp_path):
     third.communicate(timeout=60)
     newest = run_folder.checkpoint_iterations(directory)[-1]   # the index is written last
     assert newest >= saved
-    done = _start(tmp_path, f"--metatrain_iterations={newest + 11}")
+    done = _start(own_tmp, f"--metatrain_iterations={newest + 11}")
     out, err = done.communicate(timeout=180)
     assert done.returncode == 0, err
     assert "Taking over the lock" in out and f"ckpt-{newest}\n" in out, out
     assert run_folder.checkpoint_iterations(directory)[-1] == newest + 10
 
 
-def test_signal_before_the_first_iteration_leaves_a_resumable_folder(tmp_path):
-    process = _start(tmp_path, "--metatrain_iterations=50")
+def test_signal_before_the_first_iteration_leaves_a_resumable_folder(own_tmp):
+    process = _start(own_tmp, "--metatrain_iterations=50")
     _wait_for(process, "Experiment:")
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     assert "Traceback" not in err
     assert "Stopped by SIGTERM outside a training iteration" in err, err
-    again = _start(tmp_path, "--metatrain_iterations=50", "--checkpoint_interval=20")
+    again = _start(own_tmp, "--metatrain_iterations=50", "--checkpoint_interval=20")
     out, err = again.communicate(timeout=180)
     assert again.returncode == 0, err
-    assert run_folder.checkpoint_iterations(sine_cfg(tmp_path).experiment_dir) == [20, 40, 49]
+    assert run_folder.checkpoint_iterations(sine_cfg(own_tmp).experiment_dir) == [20, 40, 49]
 
 
 @pytest.mark.parametrize("value", ["inf", "nan"])

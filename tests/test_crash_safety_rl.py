@@ -117,9 +117,20 @@ def _rl(*flags, **kwargs):
                             **kwargs)
 
 
-def test_background_run_stops_on_sigint_with_its_checkpoint(tmp_path):
+def test_background_run_stops_on_sigint_with_its_checkpoint():
     """Started as a shell starts a background job (SIGINT ignored), SIGINT still stops it
     cleanly: one line, status 130, the checkpoint of every finished iteration."""
+    import pathlib
+    import shutil
+    import tempfile
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="crash_safety_rl_"))   # not pruned by a
+    try:                                                     # concurrent pytest session
+        _background_sigint(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _background_sigint(tmp_path):
     process = _rl(f"--logdir={tmp_path}", "--n_itr=100000",
                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.time() + 120
