@@ -100,6 +100,13 @@ flags.DEFINE_integer("test_seed", -1, "test mode: seed of the test tasks. -1 (de
                      "original's (task list drawn after random.seed(6), sinusoid tasks and "
                      "per-task class orders from seed 1); N >= 0: all of them from N, and "
                      "'_testseed{N}' is added to the result file names.")
+flags.DEFINE_enum("distribute", "none", ["none", "mirrored"],
+                  "training on several devices with tf.distribute: none (one device) or "
+                  "mirrored (every local GPU, or --num_cpu_devices logical CPU devices; the "
+                  "meta-batch is split into equal shares and the update is the one-device "
+                  "update).")
+flags.DEFINE_integer("num_cpu_devices", 1, "--distribute=mirrored on a host without GPU: "
+                     "logical CPU devices (replicas) to split the meta-batch across.")
 
 
 # ---- Validation -------------------------------------------------------------------------
@@ -150,6 +157,21 @@ def _omniglot_shots(values):
         return True
     ks = [values["update_batch_size"], values["train_update_batch_size"]]
     return all(k <= 10 for k in ks if k and k > 0)
+
+
+@flags.multi_flags_validator(["distribute", "num_cpu_devices", "meta_batch_size", "train"])
+def _cpu_devices_usable(values):
+    # Equal shares are what make the mean of the replicas' mean losses the one-device loss.
+    count = values["num_cpu_devices"]
+    if count is None or count < 1:
+        raise flags.ValidationError(f"--num_cpu_devices must be >= 1, got {count}")
+    if values["distribute"] == "none" and count != 1:
+        raise flags.ValidationError(f"--num_cpu_devices={count} needs --distribute=mirrored")
+    if values["train"] and values["meta_batch_size"] % count:
+        raise flags.ValidationError(
+            f"--meta_batch_size={values['meta_batch_size']} is not divisible by "
+            f"--num_cpu_devices={count}: every replica needs the same number of tasks")
+    return True
 
 
 @flags.multi_flags_validator(["test_seed", "train"],
@@ -235,4 +257,5 @@ def config_from_flags():
         num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size,
         overwrite=FLAGS.overwrite, checkpoint_interval=FLAGS.checkpoint_interval,
         checkpoint_minutes=FLAGS.checkpoint_minutes,
-        test_seed=FLAGS.test_seed)
+        test_seed=FLAGS.test_seed, distribute=FLAGS.distribute,
+        num_cpu_devices=FLAGS.num_cpu_devices)

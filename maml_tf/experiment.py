@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from data_generators.factory import TaskSources, build_task_sources
-from maml_tf import evaluation, run_folder, trainer
+from maml_tf import distribute, evaluation, run_folder, trainer
 from maml_tf.checkpoint import DAMAGED_DIR, CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig, experiment_name
 from maml_tf.export import export_saved_model
@@ -57,11 +57,37 @@ def inner_loop_spec(cfg: ExperimentConfig) -> InnerLoopSpec:
                          update_batch_size=cfg.update_batch_size, first_order=cfg.stop_grad)
 
 
-def build_learner(cfg: ExperimentConfig, sources: TaskSources) -> MetaLearner:
+def build_learner(cfg: ExperimentConfig, sources: TaskSources,
+                  strategy=None) -> MetaLearner:
+    """The learner; with a ``strategy`` its weights and Adam's slots are mirrored variables
+    (created in the strategy's scope, from the same seed, so the initial weights are the
+    single-device run's)."""
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, sources)
-    return MetaLearner(model, inner_loop_spec(cfg), meta_lr=cfg.meta_lr,
-                       clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla)
+    if strategy is None:
+        model = build_model(cfg, sources)
+        return MetaLearner(model, inner_loop_spec(cfg), meta_lr=cfg.meta_lr,
+                           clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla)
+    with strategy.scope():
+        model = build_model(cfg, sources)
+        return distribute.MirroredMetaLearner(
+            model, inner_loop_spec(cfg), strategy, meta_lr=cfg.meta_lr,
+            clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla)
+
+
+def build_strategy(cfg: ExperimentConfig, log=print):
+    """The training strategy (None for one device), made before anything else of a run:
+    logical CPU devices can only be configured before TensorFlow's first operation, and a
+    meta-batch that does not split must fail before any data is read."""
+    if cfg.distribute == "none" or not cfg.train:
+        if cfg.distribute != "none":
+            log(f"--distribute={cfg.distribute}: test mode runs on one device (distributing "
+                f"the test tasks is not implemented yet)")
+        return None
+    strategy = distribute.build_strategy(cfg.distribute, cfg.num_cpu_devices)
+    distribute.check_meta_batch(cfg.meta_batch_size, strategy.num_replicas_in_sync)
+    log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
+        f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each")
+    return strategy
 
 
 def restore(cfg: ExperimentConfig, checkpointer: IterationCheckpointer, log=print,
@@ -116,16 +142,17 @@ def run(cfg: ExperimentConfig, log=print, stop=None) -> dict:
     ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None.
     """
     log(f"Experiment: {experiment_name(cfg)}  (in {cfg.logdir})")
+    strategy = build_strategy(cfg, log)
     if not cfg.train:
         return _run(cfg, log, stop, owner=False)
     with run_folder.RunLock(cfg.experiment_dir, log):
         prepare_folder(cfg, log)
-        return _run(cfg, log, stop, owner=True)
+        return _run(cfg, log, stop, owner=True, strategy=strategy)
 
 
-def _run(cfg: ExperimentConfig, log, stop, owner: bool) -> dict:
+def _run(cfg: ExperimentConfig, log, stop, owner: bool, strategy=None) -> dict:
     sources = build_task_sources(cfg)
-    learner = build_learner(cfg, sources)
+    learner = build_learner(cfg, sources, strategy)
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)
     resume_itr = restore(cfg, checkpointer, log, learner=learner, owner=owner)
