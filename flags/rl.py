@@ -53,8 +53,11 @@ flags.DEFINE_float("step_size", 0.01, "TRPO's bound on the mean KL divergence")
 flags.DEFINE_float("discount", 0.99, "discount factor")
 flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minus baseline)")
 # ---- TRPO details ----------------------------------------------------------------------
-flags.DEFINE_enum("hvp", "fd", ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
-                  "symmetric finite differences (the original), 'exact' double backprop")
+flags.DEFINE_enum("hvp", None, ["fd", "exact"], "Hessian-vector product of the KL: 'fd' "
+                  "symmetric finite differences (the original), 'exact' double backprop. "
+                  "Default: exact for the point robot, where neither FD step is a usable "
+                  "product in float32 (docs/RL.md, 'The finite-difference step'), fd for "
+                  "locomotion")
 flags.DEFINE_float("fd_base_eps", 1e-8, "finite-difference HVP step: eps = fd_base_eps / "
                    "(||theta|| + 1e-8), applied to the unnormalised CG vector. 1e-8 is the "
                    "documented value; the released maml_rl optimizer passed 1.0 "
@@ -210,6 +213,7 @@ def task_defaults(env_name: str) -> dict:
         # maml_trpo_point.py: n_parallel=1 (VectorizedSampler); cluster_maml_trpo_*: 8
         "sampling": "total" if point else "per_task",
         "sampling_lanes": 8,
+        "hvp": "exact" if point else "fd",
         "test_sampling": "per_task",   # test_maml_*.py: n_parallel=4, batch_size in steps
         # maml_rl's test_maml_*.py: batch_size 4000 steps (8000 for ant_dir), later steps at
         # 0.5 x the first (0.01 x for ant_dir), goals from np.random.seed(1) (2 for ant_dir)

@@ -56,7 +56,7 @@ def train_config():
             fast_lr=rl_flags.resolved("fast_lr"), num_grad_updates=FLAGS.num_grad_updates,
             use_maml=FLAGS.use_maml, step_size=FLAGS.step_size, cg_iters=FLAGS.cg_iters,
             cg_damping=FLAGS.cg_damping, backtrack_ratio=FLAGS.backtrack_ratio,
-            max_backtracks=FLAGS.max_backtracks, hvp=FLAGS.hvp,
+            max_backtracks=FLAGS.max_backtracks, hvp=rl_flags.resolved("hvp"),
             fd_base_eps=FLAGS.fd_base_eps))
 
 

@@ -155,6 +155,9 @@ def test_released_sampling_defaults_per_task():
     assert task_defaults("point")["sampling"] == "total"
     assert task_defaults("cheetah_dir")["sampling"] == "per_task"
     assert task_defaults("ant_vel")["sampling_lanes"] == 8
+    # the FD study's decision (docs/RL.md): exact products for the point robot
+    assert task_defaults("point")["hvp"] == "exact"
+    assert task_defaults("cheetah_vel")["hvp"] == "fd"
 
 
 def test_test_protocol_samples_under_the_budget_when_asked():
