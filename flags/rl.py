@@ -58,11 +58,12 @@ flags.DEFINE_enum("hvp", None, ["fd", "exact"], "Hessian-vector product of the K
                   "Default: exact for the point robot, where neither FD step is a usable "
                   "product in float32 (docs/RL.md, 'The finite-difference step'), fd for "
                   "locomotion")
-flags.DEFINE_float("fd_base_eps", 1e-8, "finite-difference HVP step: eps = fd_base_eps / "
-                   "(||theta|| + 1e-8), applied to the unnormalised CG vector. 1e-8 is the "
-                   "documented value; the released maml_rl optimizer passed 1.0 "
-                   "(FiniteDifferenceHvp(num_slices)). run.sh uses 1.0 for the locomotion "
-                   "tasks, where it was measured better (docs/RL.md)")
+flags.DEFINE_float("fd_base_eps", 1.0, "finite-difference HVP step (--hvp=fd): eps = "
+                   "fd_base_eps / (||theta|| + 1e-8), applied to the unnormalised CG vector. "
+                   "1.0 is what the released maml_rl optimizer passed "
+                   "(FiniteDifferenceHvp(num_slices)); the documented 1e-8 rounds away in "
+                   "float32 and gives a zero or noise product (measured: docs/RL.md, 'The "
+                   "finite-difference step')")
 flags.DEFINE_integer("cg_iters", 10, "conjugate-gradient iterations")
 flags.DEFINE_float("cg_damping", 1e-5, "damping (reg_coeff) added to the KL Hessian")
 flags.DEFINE_float("backtrack_ratio", 0.8, "line-search shrink factor")
