@@ -199,7 +199,8 @@ LEGEND = (
     + DIVERGED_NOTE)
 SEED_LEGEND = (
     "Per cell: the mean over seeds of each seed's MSE over the test tasks, [lowest, highest "
-    "seed]; in brackets\nthe paper's value and how many seeds' 95% CIs contain it."
+    "seed]; in brackets\nthe paper's value and how many seeds' 95% CIs contain it (of the seeds "
+    "without diverged tasks there)."
     + DIVERGED_NOTE)
 
 
@@ -250,8 +251,9 @@ def _seed_summary(cells: list[Cell], reference: Optional[float]) -> str:
     if diverged:
         text = f"median {text}, {diverged} div."
     if reference is not None:
-        text += f" ({reference:g}: {sum(c.comparable and inside(c, reference) for c in cells)}"
-        text += f"/{len(cells)} in)"
+        judged = [c for c in cells if c.comparable]  # seeds without diverged tasks here
+        text += (f" ({reference:g}: {sum(inside(c, reference) for c in judged)}/{len(judged)} in)"
+                 if judged else f" ({reference:g}: n/a)")
     return text
 
 

@@ -77,14 +77,21 @@ def test_table_only_shows_selected_runs_and_says_when_nothing_was_tested(tmp_pat
 
 
 def test_seed_table_gives_mean_and_range_over_seeds(tmp_path):
+    medians = []
     for seed, shift in zip((0, 1, 2), (0.0, 0.02, 0.07)):
-        _write(tmp_path, f"sine_lr0.001_seed{seed}", 5, 0.001,
-               _values([2.9] + [0.66 + shift] * 10))
+        values = _values([2.9] + [0.66 + shift] * 10)
+        if seed == 2:
+            values[:2, 10] = np.inf   # two tasks of one seed diverged after 10 steps
+        medians.append(np.median(values[:, 10]))
+        _write(tmp_path, f"sine_lr0.001_seed{seed}", 5, 0.001, values)
     table = sinusoid_compare.seed_table(str(tmp_path), PAPER, [0, 1, 2])
     row = _row(table, "| MAML, alpha 0.001")
     assert row[3] == "0,1,2"
     # per-seed means 0.66, 0.68, 0.73 (CIs +- 0.04): the paper's 0.67 is inside two of them
     assert row[5] == "0.69 [0.66, 0.73] (0.67: 2/3 in)"
+    # after 10 steps: medians of every seed; only the two seeds without divergence judged
+    assert row[8] == (f"median {np.mean(medians):.2f} [{min(medians):.2f}, "
+                      f"{max(medians):.2f}], 2 div. (0.35: 0/2 in)")
 
 
 def test_figure_is_written_only_when_something_was_tested(tmp_path):
