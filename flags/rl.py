@@ -193,7 +193,7 @@ def _logdir_usable(values):
 
 @flags.validator("export_dir")
 def _export_dir_usable(path):
-    from maml_tf.run_folder import export_dir_problem  # light: no TensorFlow import
+    from maml_tf.run_folder import export_dir_problem  # imported when validated
     problem = export_dir_problem(path) if path else None
     if problem:
         raise flags.ValidationError(f"--export_dir: {problem}")
