@@ -15,6 +15,8 @@ import tempfile
 
 from absl import flags
 
+from flags import common
+
 from rl.envs.registry import ALIASES, ENV_SPECS, UnknownEnvError, get_spec
 
 FLAGS = flags.FLAGS
@@ -191,13 +193,7 @@ def _logdir_usable(values):
     return True
 
 
-@flags.validator("export_dir")
-def _export_dir_usable(path):
-    from maml_tf.run_folder import export_dir_problem  # imported when validated
-    problem = export_dir_problem(path) if path else None
-    if problem:
-        raise flags.ValidationError(f"--export_dir: {problem}")
-    return True
+common.register_export_dir_validator()
 
 
 def task_defaults(env_name: str) -> dict:

@@ -11,6 +11,8 @@ import tempfile
 
 from absl import flags
 
+from flags import common
+
 FLAGS = flags.FLAGS
 
 DATASOURCES = ("sinusoid", "omniglot", "miniimagenet")
@@ -226,13 +228,7 @@ def _logdir_writable(path):
     return True
 
 
-@flags.validator("export_dir")
-def _export_dir_usable(path):
-    from maml_tf.run_folder import export_dir_problem  # imported when validated
-    problem = export_dir_problem(path) if path else None
-    if problem:
-        raise flags.ValidationError(f"--export_dir: {problem}")
-    return True
+common.register_export_dir_validator()
 
 
 def config_from_flags():

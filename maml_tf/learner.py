@@ -80,20 +80,16 @@ class MetaLearner:
         num_inputs = 4 if meta else 2
 
         def steps(*stacked):
-            def body(i, _, __):
+            def step(i):
                 grads, metrics = grads_fn(*(x[i] for x in stacked[:num_inputs]))
-                result = self._apply_if_finite(grads, metrics)
-                applied = tf.cast(result["finite"], tf.int32)
-                return i + applied, tf.logical_not(result["finite"]), result
+                return self._apply_if_finite(grads, metrics)
 
-            _, template = grads_fn(*(x[0] for x in stacked[:num_inputs]))
-            template = dict({k: tf.zeros_like(v) for k, v in template.items()},
-                            finite=tf.constant(True))
-            count, _, last = tf.while_loop(
-                lambda i, failed, _: tf.logical_and(i < tf.shape(stacked[0])[0],
-                                                    tf.logical_not(failed)),
-                body, (tf.constant(0), tf.constant(False), template))
-            return count, last
+            # The first step runs before the loop: its metrics are the loop's initial state.
+            computed, last = tf.while_loop(
+                lambda i, last: tf.logical_and(i < tf.shape(stacked[0])[0], last["finite"]),
+                lambda i, last: (i + 1, step(i)), (tf.constant(1), step(0)))
+            # Every computed step was applied except a non-finite last one.
+            return computed - 1 + tf.cast(last["finite"], tf.int32), last
         return steps
 
     # -- public API -------------------------------------------------------------------------

@@ -243,16 +243,6 @@ def max_pool_2x2(x):
     return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
 
 
-_ANNOUNCED = set()
-
-
-def _announce_once(message: str):
-    """One log line per process, however many models are built."""
-    if message not in _ANNOUNCED:
-        _ANNOUNCED.add(message)
-        logging.warning(message)
-
-
 class ConvNet(MetaModel):
     """The original's ``construct_conv_weights`` / ``forward_conv``.
 
@@ -285,7 +275,8 @@ class ConvNet(MetaModel):
             else:
                 conv_impl = "per_task"
                 if self.dtype != "float64":  # float64 never has them on CPU: nothing to say
-                    _announce_once(_fallback_message(reason))
+                    # one line per process, however many models are built
+                    logging.log_first_n(logging.WARNING, _fallback_message(reason), 1)
         self.conv_impl = conv_impl
         self._conv = grouped_conv2d if conv_impl == "grouped" else per_task_conv2d
         glorot = keras.initializers.GlorotUniform()
