@@ -16,6 +16,7 @@ import maml_tf  # noqa: F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
 from absl import app, logging  # noqa: E402
 
+from flags import common  # noqa: E402
 from flags import tf1_import as import_flags  # noqa: E402  (defines the flags)
 
 
@@ -36,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_with_experiment(("import",)))

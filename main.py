@@ -18,6 +18,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loa
 
 from absl import app, logging  # noqa: E402
 
+from flags import common  # noqa: E402
 from flags import supervised as supervised_flags  # noqa: E402  (defines the flags)
 
 
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_with_experiment(("supervised",)))

@@ -194,6 +194,7 @@ def _logdir_usable(values):
 
 
 common.register_export_dir_validator()
+common.define_experiment_flags(("rl",))
 
 
 def task_defaults(env_name: str) -> dict:

@@ -229,6 +229,7 @@ def _logdir_writable(path):
 
 
 common.register_export_dir_validator()
+common.define_experiment_flags(("supervised", "import"))
 
 
 def config_from_flags():

@@ -21,6 +21,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loa
 
 from absl import app, logging  # noqa: E402
 
+from flags import common  # noqa: E402
 from flags import rl as rl_flags  # noqa: E402  (defines the flags)
 
 FLAGS = rl_flags.FLAGS
@@ -165,4 +166,4 @@ def run(cfg, stop) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_with_experiment(("rl",)))
