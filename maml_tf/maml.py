@@ -1,4 +1,7 @@
-"""The MAML algorithm as pure functions of (model weights, task batch).
+"""The supervised MAML algorithm as pure functions of (model weights, task batch).
+
+The inner step itself (tiling, one SGD step, ``adapt``) is :mod:`maml_tf.core`, shared with
+the RL policy; this module adds the original's supervised losses and metrics around it.
 
 Everything here is a function of tensors: it never touches data sets, flags or files, so a
 ``tf.distribute`` strategy can later call :func:`meta_gradients` per replica on a shard of the
@@ -20,6 +23,8 @@ import dataclasses
 from typing import Optional
 
 import tensorflow as tf
+
+from maml_tf import core
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,41 +52,35 @@ def task_accuracies(predictions, labels):
     return tf.reduce_mean(tf.cast(correct, predictions.dtype), axis=1)
 
 
+def support_loss(model, shared, inputs, labels, spec: InnerLoopSpec):
+    """``params -> (task losses [T], predictions)`` on one set: the inner loop's loss."""
+    def loss(params):
+        predictions = model.forward(inputs, params=params, shared=shared)
+        return task_losses(predictions, labels, spec), predictions
+    return loss
+
+
 def inner_step(model, params, shared, inputa, labela, spec: InnerLoopSpec):
-    """One SGD step of every task at once.
+    """One SGD step of every task at once (:func:`maml_tf.core.gradient_update`).
 
     Returns (fast_params, support_losses [T], support_predictions) before the step.
-
-    The tape watches the (task-batched) parameters; the gradient of the summed task losses
-    with respect to them is each task's own gradient because tasks do not interact.
     """
-    names = list(params)
-    with tf.GradientTape() as tape:
-        tape.watch([params[n] for n in names])
-        predictions = model.functional_forward(params, inputa, shared)
-        losses = task_losses(predictions, labela, spec)
-        total = tf.reduce_sum(losses)
-    grads = tape.gradient(total, [params[n] for n in names])
-    if spec.first_order:
-        grads = [tf.stop_gradient(g) for g in grads]
-    fast = {n: params[n] - spec.update_lr * g for n, g in zip(names, grads)}
+    fast, (losses, predictions) = core.gradient_update(
+        support_loss(model, shared, inputa, labela, spec), params, spec.update_lr,
+        spec.first_order, has_aux=True)
     return fast, losses, predictions
 
 
 def adapt(model, params, shared, inputa, labela, spec: InnerLoopSpec, num_steps: int):
-    """``num_steps`` inner steps.
+    """``num_steps`` inner steps on the support set (:func:`maml_tf.core.adapt`).
 
     Returns (list of fast params after each step, support losses and support predictions of
-    the unadapted params). ``num_steps`` is a Python int: the loop unrolls at trace time, as
-    the original's graph did.
+    the unadapted params).
     """
-    trajectory, pre_losses, pre_predictions = [], None, None
-    fast = params
-    for step in range(num_steps):
-        fast, losses, predictions = inner_step(model, fast, shared, inputa, labela, spec)
-        if step == 0:
-            pre_losses, pre_predictions = losses, predictions
-        trajectory.append(fast)
+    loss = support_loss(model, shared, inputa, labela, spec)
+    trajectory, (pre_losses, pre_predictions) = core.adapt(
+        lambda p, step: loss(p), params, num_steps, spec.update_lr, spec.first_order,
+        has_aux=True)
     return trajectory, pre_losses, pre_predictions
 
 
@@ -97,7 +96,7 @@ def meta_objective(model, batch, spec: InnerLoopSpec):
     shared = model.shared_parameters()
     trajectory, pre_losses, predictions_a = adapt(
         model, params, shared, inputa, labela, spec, spec.num_updates)
-    predictions_b = model.functional_forward(trajectory[-1], inputb, shared)
+    predictions_b = model.forward(inputb, params=trajectory[-1], shared=shared)
     post_losses = task_losses(predictions_b, labelb, spec)
     meta_loss = tf.reduce_mean(post_losses)
     metrics = {"pre_loss": tf.reduce_mean(pre_losses), "post_loss": meta_loss}
@@ -132,7 +131,7 @@ def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[f
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         params = model.tiled_parameters(tf.shape(inputa)[0])
-        predictions = model.functional_forward(params, inputa)
+        predictions = model.forward(inputa, params=params)
         loss = tf.reduce_mean(task_losses(predictions, labela, spec))
     grads = clip_gradients(tape.gradient(loss, variables), clip_value)
     metrics = {"pre_loss": loss}
@@ -161,7 +160,7 @@ def evaluate_adaptation(model, batch, spec: InnerLoopSpec, num_steps: int,
     losses = [pre_losses]
     accuracies = [task_accuracies(predictions_a, labela)]
     for fast in trajectory:
-        predictions_b = model.functional_forward(fast, inputb, shared)
+        predictions_b = model.forward(inputb, params=fast, shared=shared)
         losses.append(task_losses(predictions_b, labelb, spec))
         accuracies.append(task_accuracies(predictions_b, labelb))
     result = {"losses": tf.stack(losses, axis=1)}

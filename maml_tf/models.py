@@ -2,8 +2,8 @@
 
 Model-agnostic means: a new architecture plugs in by creating its weights (adapted ones in
 ``self.adapted``, meta-learned-only ones such as normalisation offsets in ``self.shared``) and
-writing ``functional_forward(params, inputs, shared)``. Nothing else in the engine knows the
-architecture.
+writing ``forward(inputs, params=..., shared=...)`` (the protocol of :mod:`maml_tf.core`,
+inputs first, as the RL policy's). Nothing else in the engine knows the architecture.
 
 Why task-batched: a meta-batch of T tasks is processed in one computation. Every adapted
 weight carries a leading task dimension (the meta-parameters tiled T times, then each task's
@@ -30,14 +30,21 @@ import tensorflow as tf
 from absl import logging
 from numpy import prod as np_prod
 
+from maml_tf import core
 from maml_tf import norm as norm_lib
 
 
 class MetaModel(keras.Model):
     """Base class: weight bookkeeping shared by every architecture.
 
-    ``inputs`` of ``functional_forward`` are [tasks, examples, dim_input] (flattened, as the
-    original fed them); outputs are [tasks, examples, dim_output].
+    ``inputs`` of ``forward`` are [tasks, examples, dim_input] (flattened, as the original fed
+    them); outputs are [tasks, examples, dim_output].
+
+    Example::
+
+        model = FullyConnectedNet(1, 1, (40, 40))
+        params = model.tiled_parameters(5)                   # 5 tasks
+        outputs = model.forward(inputs, params=params)       # inputs [5, K, 1]
     """
 
     def __init__(self, dim_input: int, dim_output: int, norm: str, dtype="float32",
@@ -89,16 +96,26 @@ class MetaModel(keras.Model):
 
     def tiled_parameters(self, num_tasks) -> dict:
         """Meta-parameters repeated along a new leading task axis (one copy per task)."""
-        return {name: tf.repeat(value[None], num_tasks, axis=0)
-                for name, value in self.meta_parameters().items()}
+        return core.tile_params(self.meta_parameters(), num_tasks)
+
+    def forward(self, inputs, params: Optional[dict] = None, shared: Optional[dict] = None):
+        """Task-batched forward pass with any adapted ``params`` (default: the model's own,
+        tiled to the inputs' tasks) and normalisation parameters ``shared`` (default: the
+        model's)."""
+        if params is None:
+            params = self.tiled_parameters(tf.shape(inputs)[0])
+        return self._forward(inputs, params, self._shared(shared))
+
+    def _forward(self, inputs, params: dict, shared: dict):
+        raise NotImplementedError
 
     def functional_forward(self, params: dict, inputs, shared: Optional[dict] = None):
-        raise NotImplementedError
+        """The former argument order, kept for callers not yet moved to :meth:`forward`."""
+        return self.forward(inputs, params=params, shared=shared)
 
     def call(self, inputs):
         """Single-task forward with the model's own weights: [examples, dim_input]."""
-        params = {name: value[None] for name, value in self.meta_parameters().items()}
-        return self.functional_forward(params, inputs[None])[0]
+        return self.forward(inputs[None])[0]
 
     def summary(self, *args, **kwargs):
         """Keras' summary (totals) followed by every weight, adapted or only meta-learned."""
@@ -145,8 +162,7 @@ class FullyConnectedNet(MetaModel):
             self._norm_weights(f"norm{i + 1}", width)
         self.built = True
 
-    def functional_forward(self, params, inputs, shared=None):
-        shared = self._shared(shared)
+    def _forward(self, inputs, params, shared):
         hidden = inputs
         for i in range(len(self.dim_hidden)):
             hidden = _dense(hidden, params[f"w{i + 1}"], params[f"b{i + 1}"])
@@ -297,8 +313,7 @@ class ConvNet(MetaModel):
         self._adapted_weight("b5", (dim_output,), "zeros")
         self.built = True
 
-    def functional_forward(self, params, inputs, shared=None):
-        shared = self._shared(shared)
+    def _forward(self, inputs, params, shared):
         num_tasks, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
         hidden = tf.reshape(inputs, tf.stack(
             [num_tasks, batch, self.img_size, self.img_size, self.channels]))

@@ -19,8 +19,8 @@ from absl import logging
 
 from rl.config import EvalConfig
 from rl.envs.registry import get_spec, make_env
+from rl.adaptation import PolicyAdapter, to_sample_batch
 from rl.episodes import compute_advantages
-from rl.maml_trpo import MAMLTRPO, TRPOConfig, to_task_batch
 from rl.policies import GaussianMLPPolicy
 from rl.samplers import make_sampler
 
@@ -44,12 +44,12 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
                                 cfg.max_path_length, cfg.sampling, cfg.sampling_lanes,
                                 cfg.oracle, cfg.num_workers)
     try:
-        learner = MAMLTRPO(policy, TRPOConfig(fast_lr=cfg.fast_lr))
+        adapter = PolicyAdapter(policy, cfg.fast_lr)
         theta = policy.get_flat()
         lrs = step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)
         batches, returns, trajectories, params, paths = [], [], [], None, []
         for step in range(cfg.num_steps + 1):
-            episodes = sampler.sample(tasks, learner.sampling_policy(params),
+            episodes = sampler.sample(tasks, adapter.sampling_policy(params),
                                       seed=cfg.seed * 1000 + step)
             returns.append(episodes.average_return_per_task())
             paths.append(episodes.episode_exists().sum(axis=1))
@@ -60,9 +60,9 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
                          returns[-1].mean(), paths[-1].mean())
             if step == cfg.num_steps:
                 break
-            batches.append(to_task_batch(compute_advantages(episodes, discount, gae_lambda),
-                                         learner.dtype))
-            params = learner.adapted_params(theta, batches, lrs[:len(batches)])
+            batches.append(to_sample_batch(compute_advantages(episodes, discount, gae_lambda),
+                                           adapter.dtype))
+            params = adapter.adapted_params(theta, batches, lrs[:len(batches)])
     finally:
         env.close()
     returns = np.stack(returns)

@@ -5,7 +5,7 @@ Two signatures, needing only TensorFlow to load (none of this project's code):
 - ``act(observations)``: mean and log-std of the meta-learned (pre-update) policy;
 - ``adapt_and_act(observations, actions, advantages, query_observations)``: one vanilla
   policy-gradient step with ``fast_lr`` on one task's samples *inside the graph* (the
-  training code's own inner step, ``MAMLTRPO.adapt_step``), then the adapted policy's mean
+  training code's own inner step, ``rl.adaptation.adapt_step``), then the adapted policy's mean
   and log-std at ``query_observations``.
 
 Rollouts cannot live in a graph, so the caller samples with ``act``, computes advantages as
@@ -20,18 +20,18 @@ from __future__ import annotations
 import tensorflow as tf
 
 from maml_tf.export import checked_rows, frozen_copies, same_rows, save_replacing
-from rl.maml_trpo import MAMLTRPO, TaskBatch
+from rl.adaptation import SampleBatch, adapt_step
+from rl.policies import GaussianMLPPolicy
 
 
 class _ExportedPolicy(tf.Module):
-    def __init__(self, learner: MAMLTRPO):
+    def __init__(self, policy: GaussianMLPPolicy, fast_lr: float):
         super().__init__(name="maml_trpo_policy")
-        policy = learner.policy
-        dtype = learner.dtype
+        dtype = policy.log_std.dtype
         self.params = frozen_copies(dict(policy.named_variables()))
         # Recorded for users of the SavedModel; the traced graph uses the Python value.
-        self.fast_lr = tf.Variable(learner.config.fast_lr, dtype=dtype, trainable=False)
-        fast_lr = tf.constant(learner.config.fast_lr, dtype)
+        self.fast_lr = tf.Variable(fast_lr, dtype=dtype, trainable=False)
+        fast_lr = tf.constant(fast_lr, dtype)
         obs_dim = policy.obs_dim
         act_dim = policy.act_dim
 
@@ -45,7 +45,7 @@ class _ExportedPolicy(tf.Module):
                                                      name="observations")])
         def act(observations):
             observations = checked_rows(observations, "observations", obs_dim, allow_empty=True)
-            return as_dict(*policy.mean_and_log_std(observations[None], task_params()))
+            return as_dict(*policy.forward(observations[None], params=task_params()))
 
         @tf.function(input_signature=[
             tf.TensorSpec([None, obs_dim], dtype, name="observations"),
@@ -59,17 +59,29 @@ class _ExportedPolicy(tf.Module):
             advantages = same_rows(observations, "observations", advantages, "advantages")
             query_observations = checked_rows(query_observations, "query_observations",
                                               obs_dim, allow_empty=True)
-            batch = TaskBatch(observations[None], actions[None], advantages[None],
-                              tf.ones_like(advantages)[None])
-            adapted = learner.adapt_step(task_params(), batch, fast_lr)
-            return as_dict(*policy.mean_and_log_std(query_observations[None], adapted))
+            batch = SampleBatch(observations[None], actions[None], advantages[None],
+                                tf.ones_like(advantages)[None])
+            adapted = adapt_step(policy, task_params(), batch, fast_lr)
+            return as_dict(*policy.forward(query_observations[None], params=adapted))
 
         self.act = act
         self.adapt_and_act = adapt_and_act
 
 
-def export_policy(learner: MAMLTRPO, export_dir: str) -> str:
-    """Writes the SavedModel of ``learner.policy`` (its current weights); returns the path."""
-    module = _ExportedPolicy(learner)
+def export_policy(policy, export_dir: str, fast_lr: float | None = None) -> str:
+    """Writes the SavedModel of ``policy`` (its current weights) adapting with ``fast_lr``;
+    returns the path.
+
+    ``policy`` may also be a ``MAMLTRPO`` learner (the former signature): its policy and
+    ``config.fast_lr`` are used. Example::
+
+        export_policy(policy, "exported/point", fast_lr=0.1)
+    """
+    if not isinstance(policy, GaussianMLPPolicy):   # a learner: the former call
+        fast_lr = policy.config.fast_lr if fast_lr is None else fast_lr
+        policy = policy.policy
+    if fast_lr is None:
+        raise ValueError("export_policy needs fast_lr, the step size of adapt_and_act")
+    module = _ExportedPolicy(policy, fast_lr)
     return save_replacing(module, export_dir, signatures={
         "act": module.act, "adapt_and_act": module.adapt_and_act})

@@ -1,6 +1,8 @@
 """MAML-TRPO (maml_rl ``MAMLTRPO``): inner vanilla policy gradient, outer TRPO.
 
-The losses are pure functions of a flat parameter vector and of the sampled batches, traced
+This module is the meta-optimizer (surrogate, KL, Hessian-vector products, CG, line search);
+the inner step is ``rl.adaptation`` on top of the shared core ``maml_tf.core``. The losses
+are pure functions of a flat parameter vector and of the sampled batches, traced
 once per configuration with ``tf.function``:
 
 * inner step, per task and vectorised over the K tasks: theta'_k = theta - fast_lr *
@@ -22,27 +24,19 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from rl import optimization
+from maml_tf import core
+from rl import adaptation, optimization
+from rl.adaptation import PolicyAdapter, SampleBatch, masked_task_mean, to_sample_batch
 from rl.episodes import Episodes
-from rl.policies import GaussianMLPPolicy, gaussian, tile_params
+from rl.policies import GaussianMLPPolicy, gaussian
 
-#: One batch of K tasks as tensors of shape (K, M, ...), M = episodes x horizon.
-TaskBatch = collections.namedtuple("TaskBatch", ["obs", "actions", "advantages", "mask"])
+#: Former names of the policy-gradient batch, kept for callers not yet moved to
+#: ``rl.adaptation`` (``TaskBatch`` is also the supervised data's type: a different thing).
+TaskBatch = SampleBatch
+to_task_batch = to_sample_batch
 #: The post-update batch plus the sampling (old) policy's Gaussian parameters.
 ValidBatch = collections.namedtuple(
     "ValidBatch", ["obs", "actions", "advantages", "mask", "old_mean", "old_log_std"])
-
-
-def to_task_batch(episodes: Episodes, dtype=tf.float32) -> TaskBatch:
-    if episodes.advantages is None:
-        raise ValueError("compute_advantages must run before the batch is used for a loss")
-    return TaskBatch(*(tf.constant(episodes.flat(name), dtype=dtype)
-                       for name in ("observations", "actions", "advantages", "mask")))
-
-
-def masked_task_mean(values, mask):
-    """Mean over each task's real steps, (K, M) -> (K,)."""
-    return tf.reduce_sum(values * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
 @dataclasses.dataclass
@@ -60,74 +54,60 @@ class TRPOConfig:
 
 
 class MAMLTRPO:
-    """Holds the traced loss functions; ``meta_step`` performs one TRPO update."""
+    """The meta-optimizer: TRPO on the post-adaptation surrogate; ``meta_step`` performs one
+    update. Adaptation itself is ``rl.adaptation`` (``self.adapter``), which evaluation and
+    export use without this class.
+
+    Example::
+
+        learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.1, step_size=0.01))
+        pre = compute_advantages(sampler.sample(tasks, learner.sampling_policy(None), 0), .99, 1)
+        params = learner.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
+        post = compute_advantages(sampler.sample(tasks, learner.sampling_policy(params), 1), .99, 1)
+        info = learner.meta_step([pre], post)      # policy's variables updated in place
+    """
 
     def __init__(self, policy: GaussianMLPPolicy, config: TRPOConfig):
         if config.hvp not in ("fd", "exact"):
             raise ValueError(f"hvp must be 'fd' or 'exact', got {config.hvp!r}")
         self.policy = policy
         self.config = config
-        self.dtype = policy.log_std.dtype
-        self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
+        self.adapter = PolicyAdapter(policy, config.fast_lr)
+        self.dtype = self.adapter.dtype
         self._loss_kl_fn = tf.function(self._loss_and_kl, reduce_retracing=True)
         self._loss_grad_fn = tf.function(self._loss_grad, reduce_retracing=True)
         self._kl_grad_fn = tf.function(self._kl_grad, reduce_retracing=True)
         self._exact_hvp_fn = tf.function(self._exact_hvp, reduce_retracing=True)
         self._old_dist_fn = tf.function(self._post_update_dist, reduce_retracing=True)
-        self._sample_fn = tf.function(self.policy.mean_and_log_std, reduce_retracing=True)
 
-    # ------------------------------------------------------------------ inner step
-    def inner_losses(self, params: dict, batch: TaskBatch):
-        """Per-task VPG surrogate -mean_t(log pi(a|s) * A), shape (K,)."""
-        log_prob = self.policy(batch.obs, params=params).log_prob(batch.actions)
-        return -masked_task_mean(log_prob * batch.advantages, batch.mask)
+    # ------------------------------------------------------------------ adaptation
+    def inner_losses(self, params: dict, batch: SampleBatch):
+        """Per-task VPG surrogate (``rl.adaptation.inner_losses``)."""
+        return adaptation.inner_losses(self.policy, params, batch)
 
-    def adapt_step(self, params: dict, batch: TaskBatch, lr) -> dict:
-        """One VPG step per task; ``params`` carry the task dimension K. Differentiable:
-        under an outer tape the result has second-order gradients (full MAML)."""
-        names = list(params)
-        with tf.GradientTape() as tape:
-            tape.watch([params[name] for name in names])
-            total = tf.reduce_sum(self.inner_losses(params, batch))  # tasks are independent
-        grads = tape.gradient(total, [params[name] for name in names])
-        return {name: params[name] - lr * grad for name, grad in zip(names, grads)}
-
-    def _adapt(self, flat_params, train_batches, lrs):
-        num_tasks = tf.shape(train_batches[0].obs)[0]
-        params = tile_params(self.policy.unflatten(flat_params), num_tasks)
-        for batch, lr in zip(train_batches, lrs):
-            params = self.adapt_step(params, batch, lr)
-        return params
+    def adapt_step(self, params: dict, batch: SampleBatch, lr) -> dict:
+        """One VPG step per task (``rl.adaptation.adapt_step``)."""
+        return adaptation.adapt_step(self.policy, params, batch, lr)
 
     def adapted_params(self, flat_params, train_batches, lrs=None) -> dict:
         """Per-task parameters after len(train_batches) inner steps (tensors, (K, ...))."""
-        lrs = lrs or [self.config.fast_lr] * len(train_batches)
-        return self._adapt_fn(flat_params, tuple(train_batches),
-                              tuple(tf.constant(lr, self.dtype) for lr in lrs))
+        return self.adapter.adapted_params(flat_params, train_batches, lrs)
 
     def sampling_policy(self, params: dict | None):
         """``policy_fn`` for the sampler: numpy (K, N, obs) -> numpy (mean, log_std)."""
-        params = self.policy.initial_params() if params is None else params
-
-        def policy_fn(obs):
-            mean, log_std = self._sample_fn(tf.constant(obs, dtype=self.dtype), params)
-            return mean.numpy(), log_std.numpy()
-
-        return policy_fn
+        return self.adapter.sampling_policy(params)
 
     # ------------------------------------------------------------------ meta objective
     def _post_update_params(self, flat_params, train_batches, num_tasks):
+        params = core.tile_params(self.policy.unflatten(flat_params), num_tasks)
         if not self.config.use_maml:
-            return tile_params(self.policy.unflatten(flat_params), num_tasks)
-        lr = tf.constant(self.config.fast_lr, self.dtype)
-        params = tile_params(self.policy.unflatten(flat_params), num_tasks)
-        for batch in train_batches:
-            params = self.adapt_step(params, batch, lr)
-        return params
+            return params
+        lrs = [tf.constant(self.config.fast_lr, self.dtype)] * len(train_batches)
+        return adaptation.adapt(self.policy, params, train_batches, lrs)
 
-    def _post_update_dist(self, flat_params, train_batches, valid: TaskBatch):
+    def _post_update_dist(self, flat_params, train_batches, valid: SampleBatch):
         params = self._post_update_params(flat_params, train_batches, tf.shape(valid.obs)[0])
-        return self.policy.mean_and_log_std(valid.obs, params)
+        return self.policy.forward(valid.obs, params=params)
 
     def _loss_and_kl(self, flat_params, train_batches, valid: ValidBatch):
         mean, log_std = self._post_update_dist(flat_params, train_batches, valid)
@@ -163,7 +143,7 @@ class MAMLTRPO:
     def make_valid_batch(self, flat_params, train_batches, episodes: Episodes) -> ValidBatch:
         """The post-update batch with the old post-update policy (recomputed at theta_old,
         identical to the sampling policy, so the ratio is exactly 1 at the start)."""
-        batch = to_task_batch(episodes, self.dtype)
+        batch = to_sample_batch(episodes, self.dtype)
         old_mean, old_log_std = self._old_dist_fn(flat_params, tuple(train_batches), batch)
         return ValidBatch(*batch, old_mean, old_log_std)
 
@@ -188,7 +168,7 @@ class MAMLTRPO:
         """One TRPO update of the policy's variables; returns diagnostics."""
         started = time.time()
         cfg = self.config
-        train_batches = tuple(to_task_batch(e, self.dtype) for e in train_episodes) \
+        train_batches = tuple(to_sample_batch(e, self.dtype) for e in train_episodes) \
             if cfg.use_maml else tuple()
         theta = self.policy.get_flat()
         valid = self.make_valid_batch(theta, train_batches, valid_episodes)

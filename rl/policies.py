@@ -1,8 +1,9 @@
 """Gaussian MLP policy (maml_rl ``MAMLGaussianMLPPolicy``) with a functional forward.
 
 Two ReLU hidden layers of 100, a linear mean, and a state-independent log standard deviation
-(initial std 1.0) that the inner step adapts like every other parameter. ``policy(obs,
-params=...)`` evaluates the network with any parameters, which is what MAML needs: the inner
+(initial std 1.0) that the inner step adapts like every other parameter. It follows the model
+protocol of :mod:`maml_tf.core`: ``policy.forward(obs, params=...)`` (mean and log-std) and
+``policy(obs, params=...)`` (the distribution) evaluate the network with any parameters, which is what MAML needs: the inner
 step produces per-task "fast" parameters that are tensors, not variables. Parameters may carry
 a leading task dimension K (obs then shaped (K, M, obs_dim)), so one call evaluates every
 task's adapted policy at once.
@@ -15,6 +16,8 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+
+from maml_tf import core
 
 with warnings.catch_warnings():
     # TFP's version check imports distutils (DeprecationWarning on Python 3.11).
@@ -30,7 +33,15 @@ NONLINEARITIES = {"relu": tf.nn.relu, "tanh": tf.nn.tanh}
 
 
 class GaussianMLPPolicy(keras.Model):
-    """pi(a | s) = N(mean_theta(s), diag(exp(log_std)^2))."""
+    """pi(a | s) = N(mean_theta(s), diag(exp(log_std)^2)).
+
+    Example::
+
+        policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(100, 100), seed=1)
+        params = tile_params(policy.meta_parameters(), 20)         # 20 tasks
+        mean, log_std = policy.forward(obs, params=params)          # obs (20, M, 2)
+        actions = policy(obs, params=params).sample()
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes=(100, 100),
                  init_std: float = 1.0, seed: int | None = None, name: str = "policy",
@@ -90,13 +101,17 @@ class GaussianMLPPolicy(keras.Model):
     def num_params(self) -> int:
         return int(sum(np.prod(shape) for shape in self.param_shapes))
 
-    def initial_params(self) -> dict:
+    def meta_parameters(self) -> dict:
         """Current parameters as tensors. ``variable.value`` because Keras 3 variables are not
         ``tf.Variable``s (``tape.watch`` rejects them); gradients still reach the variables."""
         return {name: variable.value for name, variable in self.named_variables()}
 
+    def initial_params(self) -> dict:
+        """The former name of :meth:`meta_parameters`."""
+        return self.meta_parameters()
+
     def get_flat(self) -> tf.Tensor:
-        return flatten_params(self.initial_params(), self.param_names)
+        return flatten_params(self.meta_parameters(), self.param_names)
 
     def set_flat(self, flat) -> None:
         """Assigns a flat vector (e.g. the TRPO result) to the Keras variables."""
@@ -111,10 +126,10 @@ class GaussianMLPPolicy(keras.Model):
                 for name, piece, shape in zip(self.param_names, pieces, self.param_shapes)}
 
     # ----- forward -----
-    def mean_and_log_std(self, obs, params: dict | None = None):
+    def forward(self, obs, params: dict | None = None):
         """Mean (..., act_dim) and log-std broadcast to it. With batched parameters (leading
         dimension K) ``obs`` must be (K, M, obs_dim)."""
-        params = self.initial_params() if params is None else params
+        params = self.meta_parameters() if params is None else params
         x = tf.convert_to_tensor(obs, dtype=params["log_std"].dtype)
         for i in range(len(self.hidden_sizes)):
             x = self._activation(tf.matmul(x, params[f"hidden_{i}/kernel"])
@@ -123,9 +138,13 @@ class GaussianMLPPolicy(keras.Model):
         log_std = tf.broadcast_to(tf.expand_dims(params["log_std"], -2), tf.shape(mean))
         return mean, log_std
 
+    def mean_and_log_std(self, obs, params: dict | None = None):
+        """The former name of :meth:`forward`."""
+        return self.forward(obs, params=params)
+
     def call(self, obs, params: dict | None = None):
         """The action distribution (a TFP distribution over the last axis)."""
-        mean, log_std = self.mean_and_log_std(obs, params)
+        mean, log_std = self.forward(obs, params=params)
         return gaussian(mean, log_std)
 
 
@@ -139,7 +158,5 @@ def flatten_params(params: dict, names: list) -> tf.Tensor:
     return tf.concat([tf.reshape(params[name], [-1]) for name in names], axis=0)
 
 
-def tile_params(params: dict, num_tasks: int) -> dict:
-    """Copies unbatched parameters K times (leading task dimension)."""
-    return {name: tf.tile(tf.expand_dims(value, 0), [num_tasks] + [1] * len(value.shape))
-            for name, value in params.items()}
+#: Copies unbatched parameters K times (leading task dimension): the core's tiling.
+tile_params = core.tile_params

@@ -1,11 +1,16 @@
-"""TRPO pieces: conjugate gradient, Hessian-vector products, line search, rejected steps."""
+"""TRPO pieces: conjugate gradient, Hessian-vector products, line search, rejected steps;
+the surrogate's gradient through the inner step and the KL bound, checked independently."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from maml_tf import core
 from rl import optimization
+from rl.adaptation import to_sample_batch as to_task_batch
 from rl.episodes import Episodes
-from rl.maml_trpo import MAMLTRPO, TRPOConfig, to_task_batch
+from rl.maml_trpo import MAMLTRPO, TRPOConfig
 from rl.policies import GaussianMLPPolicy
+from tests.rl_checks import independent_kl
 
 
 def test_conjugate_gradient_solves_known_system():
@@ -56,9 +61,10 @@ def test_line_search_never_accepts_kl_violation_and_restores():
     np.testing.assert_array_equal(result.params, params)
 
 
-def _synthetic_setup(dtype="float64", advantages_scale=1.0, seed=0):
+def _synthetic_setup(dtype="float64", advantages_scale=1.0, seed=0, nonlinearity="relu"):
     """A tiny policy with random (non-zero) biases and a random 2-task batch."""
-    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(6, 5), seed=seed, dtype=dtype)
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(6, 5), seed=seed, dtype=dtype,
+                               nonlinearity=nonlinearity)
     rng = np.random.default_rng(seed)
     for name, variable in policy.named_variables():
         if name.endswith("bias"):
@@ -129,14 +135,65 @@ def test_meta_step_restores_parameters_when_rejected():
     np.testing.assert_array_equal(policy.get_flat().numpy(), before)
 
 
-def test_meta_step_accepts_within_kl_bound():
-    policy, train, valid = _synthetic_setup(dtype="float32", seed=3)
+@pytest.mark.parametrize("seed,hvp", [(3, "exact"), (4, "fd"), (5, "exact")])
+def test_accepted_step_keeps_the_independent_kl_within_the_bound(seed, hvp):
+    """KL(old || new) of the post-update policies, rebuilt by adapting again from the old and
+    the new parameters (tests/rl_checks.py), is within step_size for an accepted step: a check
+    that does not read the line search's own KL."""
+    policy, train, valid = _synthetic_setup(dtype="float64", seed=seed)
     before = policy.get_flat().numpy().copy()
-    learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3, hvp="exact", step_size=0.01))
+    learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3, hvp=hvp, step_size=0.01))
     info = learner.meta_step([train], valid)
-    assert info["accepted"] and info["mean_kl"] <= 0.01
-    assert info["loss_after"] < info["loss_before"]
-    assert not np.allclose(policy.get_flat().numpy(), before)
+    assert info["accepted"] and info["loss_after"] < info["loss_before"]
+    after = policy.get_flat().numpy()
+    kl = independent_kl(learner.adapter, before, after, [train], valid)
+    assert 1e-5 < kl <= 0.01 * (1 + 1e-9), kl       # the step moved, within the bound
+    np.testing.assert_allclose(kl, info["mean_kl"], rtol=1e-6)
+    # the same step taken without the line search's shrinking would break the bound: the
+    # check can fail (the full step scales the KL by about 1/ratio^(2*backtracks))
+    if info["backtracks"]:
+        full = before + (after - before) / 0.8 ** info["backtracks"]
+        assert independent_kl(learner.adapter, before, full, [train], valid) > 0.01
+
+
+def _directional_errors(gradient, loss_at, theta, rng, eps=1e-6, directions=3):
+    errors = []
+    for _ in range(directions):
+        direction = rng.normal(size=theta.shape)
+        direction /= np.linalg.norm(direction)
+        numeric = (loss_at(theta + eps * direction) - loss_at(theta - eps * direction)) / (
+            2 * eps)
+        errors.append(abs(gradient @ direction - numeric) / max(abs(numeric), 1e-8))
+    return max(errors)
+
+
+def test_surrogate_gradient_through_the_inner_step_matches_finite_differences(monkeypatch):
+    """float64, tanh (no ReLU kinks): the meta-gradient of the MAML-TRPO surrogate, which
+    differentiates through the inner policy-gradient step, against central differences of
+    the surrogate; with the inner gradient stopped (first order) the same check fails."""
+    policy, train, valid_episodes = _synthetic_setup(nonlinearity="tanh", seed=1)
+    config = TRPOConfig(fast_lr=0.5, num_grad_updates=2)
+    rng = np.random.default_rng(0)
+    second_train = _synthetic_setup(nonlinearity="tanh", seed=2)[1]
+
+    def errors():
+        learner = MAMLTRPO(policy, config)
+        batches = tuple(to_task_batch(e, learner.dtype) for e in (train, second_train))
+        theta = policy.get_flat()
+        valid = learner.make_valid_batch(theta, batches, valid_episodes)
+
+        def loss_at(params):
+            return float(learner._loss_kl_fn(tf.constant(params), batches, valid)[0])
+
+        _, grad = learner._loss_grad_fn(theta, batches, valid)
+        return _directional_errors(grad.numpy(), loss_at, theta.numpy(), rng)
+
+    assert errors() < 1e-6
+    exact_update = core.gradient_update
+    monkeypatch.setattr(core, "gradient_update",
+                        lambda loss, params, size, first_order=False, has_aux=False:
+                        exact_update(loss, params, size, True, has_aux))
+    assert errors() > 1e-3
 
 
 def test_bad_hvp_name_is_rejected():

@@ -1,0 +1,115 @@
+"""The functional core of MAML, shared by supervised learning and reinforcement learning.
+
+MAML only needs three things from a model, whatever it computes: its meta-parameters as a
+dict of tensors, a forward pass that takes any such dict (``model.forward(inputs,
+params=...)``, inputs first, the parameters by keyword), and the same dict with a leading task
+dimension so that T tasks adapt in one computation. Everything else is here, once:
+
+- :func:`tile_params`: the meta-parameters copied along a new leading task axis;
+- :func:`gradient_update`: ONE gradient step ``fast = params - step_size * grad`` of the
+  summed per-task losses (tasks never interact, so that gradient is each task's own), with
+  ``first_order`` stopping the gradient through the inner gradient (FOMAML, ``--stop_grad``);
+- :func:`adapt`: ``num_updates`` such steps, each on its own loss (the supervised inner loop
+  reuses the support set; the RL inner loop samples a fresh batch per step).
+
+The core knows no loss, no data and no optimizer: :mod:`maml_tf.maml` builds the supervised
+losses around it and ``rl.adaptation`` the policy-gradient ones (``rl`` imports this module,
+never the reverse).
+
+Example::
+
+    model = FullyConnectedNet(1, 1, (40, 40))
+    params = tile_params(model.meta_parameters(), num_tasks=5)
+    loss = lambda p, step: tf.reduce_mean(
+        tf.square(model.forward(inputa, params=p) - labela), axis=[1, 2])
+    trajectory, _ = adapt(loss, params, num_updates=1, step_size=0.01)
+    fast = trajectory[-1]           # each task's adapted weights, leading dimension 5
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence, Union
+
+import tensorflow as tf
+
+Params = dict
+StepSize = Union[float, tf.Tensor]
+
+
+class FunctionalModel(Protocol):
+    """What the core needs from a model (a Keras model owning the variables).
+
+    ``meta_parameters()`` returns the adapted weights as tensors the outer tape can see;
+    ``forward(inputs, params=...)`` evaluates the model with any parameters, each with a
+    leading task dimension matching the inputs'.
+
+    Example::
+
+        class Linear(keras.Model):
+            def meta_parameters(self):
+                return {"w": self.w.value}
+            def forward(self, inputs, params=None):
+                return tf.matmul(inputs, (params or self.meta_parameters())["w"])
+    """
+
+    def meta_parameters(self) -> Params: ...
+
+    def forward(self, inputs, params: Params | None = None): ...
+
+
+def tile_params(params: Params, num_tasks) -> Params:
+    """Each tensor copied ``num_tasks`` times along a new leading (task) axis."""
+    return {name: tf.repeat(value[None], num_tasks, axis=0) for name, value in params.items()}
+
+
+def gradient_update(loss_fn: Callable, params: Params, step_size: StepSize,
+                    first_order: bool = False, has_aux: bool = False):
+    """One plain SGD step of every task: ``params - step_size * grad(sum of task losses)``.
+
+    ``loss_fn(params)`` returns the per-task losses (any shape; they are summed), or with
+    ``has_aux`` a pair (losses, aux). Returns ``(fast_params, loss_fn's output)``, that output
+    being the value *before* the step. Differentiable: under an outer tape the result carries
+    second-order terms unless ``first_order``.
+
+    Example::
+
+        fast, losses = gradient_update(lambda p: task_loss(model, p, batch), params, 0.01)
+    """
+    names = list(params)
+    with tf.GradientTape() as tape:
+        tape.watch([params[name] for name in names])
+        output = loss_fn(params)
+        total = tf.reduce_sum(output[0] if has_aux else output)
+    grads = tape.gradient(total, [params[name] for name in names])
+    if first_order:
+        grads = [tf.stop_gradient(grad) for grad in grads]
+    fast = {name: params[name] - step_size * grad for name, grad in zip(names, grads)}
+    return fast, output
+
+
+def adapt(loss_fn: Callable, params: Params, num_updates: int,
+          step_size: Union[StepSize, Sequence[StepSize]], first_order: bool = False,
+          has_aux: bool = False):
+    """``num_updates`` gradient steps; ``loss_fn(params, step)`` is step ``step``'s loss.
+
+    ``step_size`` is one value for every step or one per step. ``num_updates`` is a Python
+    int: the loop unrolls at trace time, as the original's graph did. Returns (the fast
+    parameters after each step, ``loss_fn``'s output at the unadapted parameters).
+
+    Example::
+
+        trajectory, first = adapt(lambda p, i: losses(p, batches[i]), params, 3, [0.5, .25, .25])
+    """
+    if num_updates < 1:
+        raise ValueError(f"num_updates must be >= 1, got {num_updates}")
+    sizes = (list(step_size) if isinstance(step_size, (list, tuple))
+             else [step_size] * num_updates)
+    if len(sizes) != num_updates:
+        raise ValueError(f"{len(sizes)} step sizes for {num_updates} updates")
+    trajectory, first, fast = [], None, params
+    for step in range(num_updates):
+        fast, output = gradient_update(lambda p, i=step: loss_fn(p, i), fast, sizes[step],
+                                       first_order, has_aux)
+        if step == 0:
+            first = output
+        trajectory.append(fast)
+    return trajectory, first
