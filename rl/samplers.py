@@ -256,30 +256,61 @@ class _PathStore:
 
 
 # ----------------------------------------------------------------------------- worker pool
+#: Seconds between checks that a worker is still alive while its answer is awaited.
+WORKER_POLL_SECONDS = 0.5
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed: it died, or a command raised (the worker's error quoted)."""
+
+
 def _worker_main(connection, env_name: str, num_envs: int, oracle: bool) -> None:
-    """Serves one slice of the environments: set_tasks / reset / step / close commands."""
+    """Serves one slice of the environments: set_tasks / reset / reset_envs / step / close.
+
+    Every answer is ("ok", value) or ("error", text): a command that raises, or one the
+    worker does not know, is reported to the parent (which raises :class:`WorkerError`)
+    instead of leaving it waiting for an answer that never comes.
+    """
     from rl.envs.registry import make_env  # imported here: the child never needs TF
     env = SerialVectorEnv([make_env(env_name, oracle) for _ in range(num_envs)])
-    connection.send(("ready", (env.observation_dim, env.action_dim)))
+    connection.send(("ok", (env.observation_dim, env.action_dim)))
+    handlers = {
+        "set_tasks": lambda payload: env.set_tasks(payload),
+        "reset": lambda payload: env.reset_with_seeds(payload),
+        "reset_envs": lambda payload: env.reset_envs(*payload),
+        "step": lambda payload: env.step(*payload),
+    }
     while True:
         command, payload = connection.recv()
-        if command == "set_tasks":
-            env.set_tasks(payload)
-            connection.send(None)
-        elif command == "reset":
-            connection.send(env.reset_with_seeds(payload))
-        elif command == "reset_envs":
-            connection.send(env.reset_envs(*payload))
-        elif command == "step":
-            connection.send(env.step(*payload))
-        elif command == "close":
+        if command == "close":
             env.close()
             connection.close()
             return
+        if command not in handlers:
+            connection.send(("error", f"unknown command {command!r}; the worker knows "
+                                      f"{sorted(handlers) + ['close']}"))
+            continue
+        try:
+            answer = ("ok", handlers[command](payload))
+        except Exception as error:   # reported to the parent, which raises it
+            answer = ("error", f"{command}: {type(error).__name__}: {error}")
+        connection.send(answer)
 
 
 class ProcessVectorEnv(VectorTaskEnv):
-    """``num_envs`` environments split evenly over ``num_workers`` spawned processes."""
+    """``num_envs`` environments split evenly over ``num_workers`` spawned processes.
+
+    A worker that dies or fails makes the next call raise :class:`WorkerError` (within
+    ``WORKER_POLL_SECONDS`` of its death) instead of hanging.
+
+    Example::
+
+        env = ProcessVectorEnv("cheetah_vel", num_envs=20, num_workers=2)
+        env.set_tasks([0.5] * 20)
+        obs = env.reset(seed=0)
+        obs, rewards, dones = env.step(actions, np.ones(20, dtype=bool))
+        env.close()
+    """
 
     def __init__(self, env_name: str, num_envs: int, oracle: bool = False,
                  num_workers: int = 2):
@@ -298,13 +329,39 @@ class ProcessVectorEnv(VectorTaskEnv):
             child.close()
             self.connections.append(parent)
             self.processes.append(process)
-        dims = [connection.recv()[1] for connection in self.connections]
+        dims = [self._receive(index) for index in range(len(self.connections))]
         self.observation_dim, self.action_dim = dims[0]
 
+    def _send(self, index: int, message) -> None:
+        try:
+            self.connections[index].send(message)
+        except (BrokenPipeError, OSError) as error:
+            raise self._dead(index, f"sending {message[0]!r} failed ({error})") from None
+
+    def _receive(self, index: int):
+        """Worker ``index``'s answer, waiting only while the worker lives."""
+        connection, process = self.connections[index], self.processes[index]
+        try:
+            while not connection.poll(WORKER_POLL_SECONDS):
+                if not process.is_alive():
+                    raise self._dead(index, "it exited without answering")
+            status, value = connection.recv()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            raise self._dead(index, "its connection closed") from None
+        if status != "ok":
+            raise WorkerError(f"environment worker {index} (pid {process.pid}): {value}")
+        return value
+
+    def _dead(self, index: int, what: str) -> WorkerError:
+        process = self.processes[index]
+        process.join(timeout=WORKER_POLL_SECONDS)
+        return WorkerError(f"environment worker {index} (pid {process.pid}) died: {what}; "
+                           f"exit code {process.exitcode}")
+
     def _broadcast(self, command, payloads):
-        for connection, payload in zip(self.connections, payloads):
-            connection.send((command, payload))
-        return [connection.recv() for connection in self.connections]
+        for index, payload in enumerate(payloads):
+            self._send(index, (command, payload))
+        return [self._receive(index) for index in range(len(self.connections))]
 
     def set_tasks(self, tasks):
         if len(tasks) != self.num_envs:
@@ -318,14 +375,14 @@ class ProcessVectorEnv(VectorTaskEnv):
     def reset_envs(self, indices, seeds):
         indices, seeds = np.asarray(indices, dtype=int), np.asarray(seeds)
         parts = []
-        for connection, part in zip(self.connections, self.slices):
+        for index, part in enumerate(self.slices):
             chosen = (indices >= part.start) & (indices < part.stop)
             if chosen.any():
-                connection.send(("reset_envs", (indices[chosen] - part.start, seeds[chosen])))
-                parts.append((np.flatnonzero(chosen), connection))
+                self._send(index, ("reset_envs", (indices[chosen] - part.start, seeds[chosen])))
+                parts.append((np.flatnonzero(chosen), index))
         obs = np.zeros((len(indices), self.observation_dim))
-        for positions, connection in parts:
-            obs[positions] = connection.recv()
+        for positions, index in parts:
+            obs[positions] = self._receive(index)
         return obs
 
     def step(self, actions, active):
@@ -341,4 +398,7 @@ class ProcessVectorEnv(VectorTaskEnv):
             except (BrokenPipeError, OSError):
                 pass
             process.join(timeout=5)
+            if process.is_alive():   # stuck: do not leave it behind
+                process.terminate()
+                process.join(timeout=5)
         self.connections, self.processes = [], []

@@ -1,4 +1,6 @@
 """Policy forward and gradients; the batched sampler and its worker pool."""
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,7 +8,7 @@ import tensorflow as tf
 from rl.envs import registry
 from rl.envs.base import SerialVectorEnv
 from rl.policies import GaussianMLPPolicy, tile_params
-from rl.samplers import BatchSampler, ProcessVectorEnv
+from rl.samplers import BatchSampler, ProcessVectorEnv, WorkerError
 
 
 def test_functional_forward_matches_keras_and_batches_over_tasks():
@@ -110,3 +112,26 @@ def test_worker_pool_matches_in_process_envs():
         for got, want in zip(pooled[step], serial[step]):
             np.testing.assert_array_equal(got, want)
     assert np.all(np.isfinite(pooled[-1][1])) and not pooled[-1][2].any()
+
+
+def test_worker_errors_and_death_are_reported_not_hangs():
+    """An unknown command, a command that raises, and a dead worker each raise WorkerError
+    (the parent used to wait forever); the first two leave the worker serving."""
+    env = ProcessVectorEnv("point", 2, num_workers=1)
+    try:
+        env._send(0, ("jump", None))
+        with pytest.raises(WorkerError, match="unknown command 'jump'"):
+            env._receive(0)
+        env._send(0, ("reset_envs", (np.array([5]), np.array([0]))))   # it has envs 0, 1
+        with pytest.raises(WorkerError, match="reset_envs: IndexError"):
+            env._receive(0)
+        env.set_tasks([np.zeros(2), np.ones(2)])
+        assert env.reset(seed=0).shape == (2, 2)
+        env.processes[0].kill()
+        env.processes[0].join(timeout=10)
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match="worker 0 .* died"):
+            env.step(np.zeros((2, 2)), np.ones(2, dtype=bool))
+        assert time.monotonic() - started < 5.0
+    finally:
+        env.close()

@@ -32,9 +32,6 @@ def env_seeds(seed: int, num_envs: int) -> np.ndarray:
 class TaskEnv(gym.Env, abc.ABC):
     """A Gymnasium environment that is one member of a task distribution."""
 
-    #: Number of task parameters appended to the observation by the oracle variant.
-    task_dim: int = 1
-
     @abc.abstractmethod
     def sample_tasks(self, num_tasks: int, rng: np.random.RandomState) -> list:
         """Draws ``num_tasks`` tasks. ``rng`` is a legacy RandomState so that
@@ -43,10 +40,6 @@ class TaskEnv(gym.Env, abc.ABC):
     @abc.abstractmethod
     def set_task(self, task) -> None:
         """Makes ``task`` the current task (takes effect from the next reset)."""
-
-    @abc.abstractmethod
-    def get_task(self):
-        """The current task."""
 
     @classmethod
     def batch_step(cls, envs, actions):

@@ -110,9 +110,6 @@ class MujocoTaskEnv(TaskEnv):
     def set_task(self, task):
         self._task = float(task)
 
-    def get_task(self):
-        return self._task
-
     # ----- simulation -----
     def _set_state(self, qpos, qvel):
         self.data.qpos[:] = qpos
@@ -173,10 +170,6 @@ class MujocoTaskEnv(TaskEnv):
         obs, reward, done, info = self.batch_step([self], np.asarray(action)[None])
         return (obs[0], float(reward[0]), bool(done[0]), False,
                 {key: float(value[0]) for key, value in info.items()})
-
-    def torso_com_velocity(self) -> np.ndarray:
-        """rllab ``get_body_comvel('torso')``: linear velocity of the torso subtree's COM."""
-        return self.torso_velocity_view
 
     def torso_com(self) -> np.ndarray:
         """rllab ``get_body_com('torso')``: ``com_subtree`` of the torso."""

@@ -38,8 +38,6 @@ def point_transition(state, goal, action):
 class PointEnv(TaskEnv):
     """Single point robot; mainly for tests and Gymnasium compatibility."""
 
-    task_dim = 2
-
     def __init__(self, oracle: bool = False):
         self.oracle = oracle
         obs_dim = 4 if oracle else 2
@@ -53,9 +51,6 @@ class PointEnv(TaskEnv):
 
     def set_task(self, task):
         self._goal = np.asarray(task, dtype=np.float64).reshape(2)
-
-    def get_task(self):
-        return self._goal.copy()
 
     def _obs(self):
         return np.concatenate([self._state, self._goal]) if self.oracle else self._state.copy()
