@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maml_tf import maml
+from maml_tf import core, maml
 from maml_tf.maml import InnerLoopSpec
 from maml_tf.models import ConvNet, FullyConnectedNet
 
@@ -209,3 +209,62 @@ def test_task_batched_forward_equals_per_task_forward():
     for t in range(3):
         alone = model.functional_forward({n: p[t:t + 1] for n, p in params.items()}, x[t:t + 1])
         np.testing.assert_allclose(together[t], alone.numpy()[0], rtol=1e-4, atol=1e-4)
+
+
+def _quadratic_setup(rng, tasks=3, dim=4):
+    """Per-task quadratic losses L_t(p) = 0.5 p^T A_t p - c_t^T p, whose gradient is known."""
+    a = rng.normal(size=(tasks, dim, dim))
+    matrices = a @ np.transpose(a, (0, 2, 1)) / dim + np.eye(dim)
+    targets = rng.normal(size=(tasks, dim))
+    theta = rng.normal(size=dim)
+
+    def losses(params):
+        p = params["p"]
+        return (0.5 * tf.einsum("ti,tij,tj->t", p, matrices, p)
+                - tf.einsum("ti,ti->t", targets, p))
+    return matrices, targets, theta, losses
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_core_gradient_update_is_sgd_and_its_meta_gradient_has_the_right_order(first_order):
+    """fast_t = p - a (A_t p - c_t); for M = sum_t 0.5 |fast_t|^2 the meta-gradient is
+    sum_t (I - a A_t)^T fast_t (second order) or sum_t fast_t (first order: d fast/dp = I)."""
+    rng = np.random.default_rng(7)
+    matrices, targets, theta, losses = _quadratic_setup(rng)
+    lr = 0.3
+    variable = tf.Variable(theta)
+    with tf.GradientTape() as tape:
+        params = core.tile_params({"p": variable + 0.0}, 3)
+        fast, task_losses_before = core.gradient_update(losses, params, lr, first_order)
+        meta = 0.5 * tf.reduce_sum(tf.square(fast["p"]))
+    expected_fast = theta - lr * (matrices @ theta - targets)
+    np.testing.assert_allclose(fast["p"].numpy(), expected_fast, rtol=1e-12)
+    np.testing.assert_allclose(task_losses_before.numpy(),
+                               0.5 * np.einsum("i,tij,j->t", theta, matrices, theta)
+                               - targets @ theta, rtol=1e-12)
+    if first_order:
+        expected = expected_fast.sum(axis=0)
+    else:
+        expected = sum((np.eye(4) - lr * matrices[t]).T @ expected_fast[t] for t in range(3))
+    np.testing.assert_allclose(tape.gradient(meta, variable).numpy(), expected, rtol=1e-10)
+
+
+def test_core_adapt_takes_one_step_size_per_update_and_its_own_loss_per_step():
+    rng = np.random.default_rng(8)
+    matrices, targets, theta, losses = _quadratic_setup(rng)
+    params = core.tile_params({"p": tf.constant(theta)}, 3)
+    assert params["p"].shape == (3, 4)
+    sizes, seen = [0.3, 0.1, 0.05], []
+
+    def loss(p, step):
+        seen.append(step)
+        return losses(p) * (step + 1)      # a different loss at every step
+    trajectory, first = core.adapt(loss, params, 3, sizes)
+    assert seen == [0, 1, 2] and len(trajectory) == 3
+    expected = np.tile(theta, (3, 1))
+    for step, (size, fast) in enumerate(zip(sizes, trajectory)):
+        grad = (step + 1) * (np.einsum("tij,tj->ti", matrices, expected) - targets)
+        expected = expected - size * grad
+        np.testing.assert_allclose(fast["p"].numpy(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="step sizes"):
+        core.adapt(loss, params, 2, sizes)

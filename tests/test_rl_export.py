@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from rl.adaptation import PolicyAdapter, SampleBatch
 from rl.export import export_policy
-from rl.maml_trpo import MAMLTRPO, TaskBatch, TRPOConfig
 from rl.policies import GaussianMLPPolicy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,24 +19,23 @@ def test_exported_policy_acts_and_adapts_like_the_trainer(tmp_path):
     for name, variable in policy.named_variables():   # no ReLU kink at zero biases
         if name.endswith("bias"):
             variable.assign(rng.uniform(-0.3, 0.3, variable.shape).astype("float32"))
-    learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3))
-    loaded = tf.saved_model.load(export_policy(learner, str(tmp_path / "policy")))
+    loaded = tf.saved_model.load(export_policy(policy, str(tmp_path / "policy"), fast_lr=0.3))
     obs, query = (rng.normal(size=(n, 3)).astype("float32") for n in (12, 5))
     actions = rng.normal(size=(12, 2)).astype("float32")
     advantages = rng.normal(size=12).astype("float32")
 
     acted = loaded.signatures["act"](observations=tf.constant(query))
-    mean, log_std = policy.mean_and_log_std(query)
+    mean, log_std = policy.forward(query)
     np.testing.assert_allclose(acted["mean"], mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(acted["log_std"], log_std)
 
     adapted = loaded.signatures["adapt_and_act"](
         observations=tf.constant(obs), actions=tf.constant(actions),
         advantages=tf.constant(advantages), query_observations=tf.constant(query))
-    batch = TaskBatch(*(tf.constant(x[None]) for x in (obs, actions, advantages,
-                                                       np.ones(12, "float32"))))
-    params = learner.adapted_params(policy.get_flat(), (batch,))
-    expected_mean, expected_log_std = policy.mean_and_log_std(query[None], params)
+    batch = SampleBatch(*(tf.constant(x[None]) for x in (obs, actions, advantages,
+                                                         np.ones(12, "float32"))))
+    params = PolicyAdapter(policy, 0.3).adapted_params(policy.get_flat(), (batch,))
+    expected_mean, expected_log_std = policy.forward(query[None], params=params)
     np.testing.assert_allclose(adapted["mean"], expected_mean[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(adapted["log_std"], expected_log_std[0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(adapted["mean"], acted["mean"], atol=1e-4)   # the step did act

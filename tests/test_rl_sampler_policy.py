@@ -15,19 +15,19 @@ def test_functional_forward_matches_keras_and_batches_over_tasks():
     policy = GaussianMLPPolicy(3, 2, hidden_sizes=(7, 5), seed=0)
     assert policy.num_params == 3 * 7 + 7 + 7 * 5 + 5 + 5 * 2 + 2 + 2
     obs = tf.random.normal((4, 3), seed=1)
-    mean, log_std = policy.mean_and_log_std(obs)
+    mean, log_std = policy.forward(obs)
     np.testing.assert_allclose(log_std.numpy(), 0.0)        # std starts at 1.0
     dist = policy(obs)
     np.testing.assert_allclose(dist.mean().numpy(), mean.numpy(), rtol=1e-6)
     # two tasks with different parameters evaluated in one call
-    params = tile_params(policy.initial_params(), 2)
+    params = tile_params(policy.meta_parameters(), 2)
     params = {name: value * tf.reshape(tf.constant([1.0, 0.5]), [2] + [1] * (value.shape.rank - 1))
               for name, value in params.items()}
-    batched_mean, _ = policy.mean_and_log_std(tf.stack([obs, obs]), params)
+    batched_mean, _ = policy.forward(tf.stack([obs, obs]), params=params)
     for k, scale in enumerate([1.0, 0.5]):
-        single = {name: value * scale for name, value in policy.initial_params().items()}
+        single = {name: value * scale for name, value in policy.meta_parameters().items()}
         np.testing.assert_allclose(batched_mean[k].numpy(),
-                                   policy.mean_and_log_std(obs, single)[0].numpy(), rtol=1e-5)
+                                   policy.forward(obs, params=single)[0].numpy(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
@@ -37,11 +37,11 @@ def test_functional_forward_equals_the_keras_layers(nonlinearity):
     x = obs
     for layer in policy.hidden_layers:
         x = layer(x)                                    # Keras applies its own activation
-    np.testing.assert_allclose(policy.mean_and_log_std(obs)[0].numpy(),
+    np.testing.assert_allclose(policy.forward(obs)[0].numpy(),
                                policy.mean_layer(x).numpy(), rtol=1e-5, atol=1e-6)
     if nonlinearity == "tanh":   # really a different network from the ReLU one
         relu = GaussianMLPPolicy(3, 2, hidden_sizes=(7, 5), seed=0)
-        assert not np.allclose(relu.mean_and_log_std(obs)[0], policy.mean_and_log_std(obs)[0])
+        assert not np.allclose(relu.forward(obs)[0], policy.forward(obs)[0])
     with pytest.raises(ValueError, match="nonlinearity"):
         GaussianMLPPolicy(3, 2, nonlinearity="sigmoid")
 
@@ -49,7 +49,7 @@ def test_functional_forward_equals_the_keras_layers(nonlinearity):
 def test_gradients_reach_keras_variables_through_initial_params():
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,), seed=0)
     with tf.GradientTape() as tape:
-        params = policy.initial_params()
+        params = policy.meta_parameters()
         log_prob = policy(tf.ones((3, 2)), params=params).log_prob(tf.ones((3, 2)))
         loss = -tf.reduce_mean(log_prob)
     grads = tape.gradient(loss, [v for _, v in policy.named_variables()])
