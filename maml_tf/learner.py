@@ -24,7 +24,18 @@ def _as_tensors(batch, dtype):
 
 
 class MetaLearner:
-    """Meta-training (MAML or the pretraining baseline) and evaluation of one model."""
+    """Meta-training (MAML or the pretraining baseline) and evaluation of one model.
+
+    The maths is :mod:`maml_tf.maml` on the shared core :mod:`maml_tf.core`; this class adds
+    Adam, the finite-update guard and the traced functions.
+
+    Example::
+
+        learner = MetaLearner(FullyConnectedNet(1, 1, (40, 40)),
+                              InnerLoopSpec(update_lr=0.01, num_updates=1, classification=False))
+        metrics = learner.meta_train_step(batch)        # batch = (inputa, labela, inputb, labelb)
+        per_task = learner.evaluate(batch, num_steps=10)["losses"]     # [tasks, 11]
+    """
 
     def __init__(self, model, spec: InnerLoopSpec, meta_lr: float = 0.001,
                  clip_value: Optional[float] = None, jit_compile: bool = False):

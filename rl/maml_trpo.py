@@ -41,6 +41,11 @@ ValidBatch = collections.namedtuple(
 
 @dataclasses.dataclass
 class TRPOConfig:
+    """The inner step size and TRPO's settings (maml_rl's names where it had them).
+
+    Example: ``TRPOConfig(fast_lr=0.1, step_size=0.01, hvp="exact")``.
+    """
+
     fast_lr: float = 0.1
     num_grad_updates: int = 1
     use_maml: bool = True

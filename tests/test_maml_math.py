@@ -268,3 +268,15 @@ def test_core_adapt_takes_one_step_size_per_update_and_its_own_loss_per_step():
         np.testing.assert_allclose(fast["p"].numpy(), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="step sizes"):
         core.adapt(loss, params, 2, sizes)
+
+
+def test_the_supervised_engine_never_imports_rl():
+    """rl/ builds on maml_tf (the core), never the reverse: the engine stays RL-free."""
+    import ast
+    import pathlib
+    package = pathlib.Path(core.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n == "rl" or n.startswith("rl.")], path.name
