@@ -20,6 +20,18 @@ from flags import common  # noqa: E402
 from flags import tf1_import as import_flags  # noqa: E402  (defines the flags)
 
 
+def record_import(cfg) -> None:
+    """config.json for the imported run, as a training writes it, so test and export with
+    --logdir alone find its configuration."""
+    import dataclasses
+
+    from maml_tf import experiment
+    from maml_tf.run_folder import compare_settings
+    compare_settings(cfg.experiment_dir, experiment.run_settings(cfg),
+                     experiment.FIXED_SETTINGS, compare=False, config=dataclasses.asdict(cfg),
+                     experiment=import_flags.FLAGS.experiment)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -30,6 +42,7 @@ def main(argv):
     from maml_tf.tf1_import import import_checkpoint
     try:
         import_checkpoint(cfg, prefix, iteration)
+        record_import(cfg)
     except (CheckpointError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

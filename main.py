@@ -32,12 +32,15 @@ def main(argv):
     from maml_tf.experiment import run
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
+    from maml_tf.run_record import resolve_for_test
     from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
-    # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
-    # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
     try:
+        # test mode (and its export) takes what the command line leaves out from config.json
+        cfg = resolve_for_test(cfg, supervised_flags.explicit_flags())
+        # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
+        # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
         with StopSignals() as stop:
-            run(cfg, stop=stop)
+            run(cfg, stop=stop, preset=supervised_flags.FLAGS.experiment)
     except Stopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_status

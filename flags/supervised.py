@@ -256,3 +256,9 @@ def config_from_flags():
         checkpoint_minutes=FLAGS.checkpoint_minutes,
         test_seed=FLAGS.test_seed, distribute=FLAGS.distribute,
         num_cpu_devices=FLAGS.num_cpu_devices)
+
+
+def explicit_flags() -> set:
+    """Names of the flags the command line gave (an --experiment preset's count as given):
+    test mode takes the others from the run's record."""
+    return {name for name in FLAGS if FLAGS[name].present}

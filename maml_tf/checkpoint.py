@@ -10,7 +10,10 @@ Which checkpoints exist is read from the files themselves, not from TensorFlow's
 iteration 0 while checkpoints are in the folder. Every checkpoint is verified before it is
 used (all tensors read, so the shards' checksums are checked, and every float finite); a
 damaged newest checkpoint gives a warning naming the file and the next older intact one is
-used. Writers rewrite the state file from the files before their first save, so
+used. A restore must match every variable of the model both ways (:meth:`IterationCheckpointer.
+unmatched`): TensorFlow's own status checks let a smaller model take part of a bigger
+checkpoint, and a checkpoint without the model's variables pass, and then random weights
+would be tested. Writers rewrite the state file from the files before their first save, so
 ``tf.train.latest_checkpoint`` and other tools see the truth too.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tempfile
 from typing import Callable, Optional
 
 import numpy as np
@@ -26,6 +30,9 @@ import tensorflow as tf
 from maml_tf.run_folder import checkpoint_iterations
 
 DAMAGED_DIR = "damaged"
+# Trackables whose variables are not all in every checkpoint: Adam's slots are created on the
+# first step, so a checkpoint read before training has nothing to match them with.
+UNVERIFIED = ("optimizer",)
 
 
 class CheckpointError(ValueError):
@@ -69,6 +76,9 @@ class IterationCheckpointer:
         self.max_to_keep = max_to_keep
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.checkpoint = tf.train.Checkpoint(iteration=self.iteration, **trackables)
+        self._verified = {"iteration": self.iteration, **{
+            name: value for name, value in trackables.items() if name not in UNVERIFIED}}
+        self._expected_keys = None
         self._manager = None
 
     # -- discovery -----------------------------------------------------------------------------
@@ -114,6 +124,39 @@ class IterationCheckpointer:
         log(f"  moved the files of ckpt-{iteration} to {target}/")
 
     # -- restore -------------------------------------------------------------------------------
+    def expected_keys(self) -> set:
+        """The variable names a checkpoint of the verified trackables holds, e.g.
+        ``model/adapted/w1``: read from a probe checkpoint written to a temporary folder,
+        which names them exactly as a save does (once per checkpointer)."""
+        if self._expected_keys is None:
+            with tempfile.TemporaryDirectory(prefix="ckpt_probe_") as folder:
+                probe = tf.train.Checkpoint(**self._verified).write(
+                    os.path.join(folder, "probe"))
+                self._expected_keys = variable_keys(probe, self._verified)
+        return self._expected_keys
+
+    def unmatched(self, path: str) -> tuple[list, list]:
+        """(variables of the model missing from the checkpoint at ``path``, variables the
+        checkpoint holds for the model that the model does not have)."""
+        expected = self.expected_keys()
+        held = variable_keys(path, self._verified)
+        return sorted(expected - held), sorted(held - expected)
+
+    def verify(self, path: str) -> None:
+        """Raises CheckpointError naming the checkpoint and the unmatched variables unless
+        ``path`` holds exactly the variables of the model (the optimizer aside)."""
+        missing, extra = self.unmatched(path)
+        if not missing and not extra:
+            return
+        parts = []
+        if missing:
+            parts.append(f"not in the checkpoint: {_names(missing)}")
+        if extra:
+            parts.append(f"in the checkpoint but not in the model: {_names(extra)}")
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model built from these flags "
+            f"({'; '.join(parts)}); use the flags it was trained with")
+
     def restore(self, iteration: int = -1, expect_partial: bool = False,
                 log: Callable[[str], None] = print,
                 set_aside_damaged: bool = False) -> Optional[int]:
@@ -136,6 +179,7 @@ class IterationCheckpointer:
             if problem is not None:
                 raise CheckpointError(f"checkpoint {self.path(iteration)} is damaged: {problem}")
         path = self.path(iteration)
+        self.verify(path)
         try:
             status = self.checkpoint.restore(path)
             if expect_partial:
@@ -210,3 +254,20 @@ class IterationCheckpointer:
                     os.remove(path)
             except OSError:
                 pass
+
+
+def variable_keys(prefix: str, roots) -> set:
+    """Variable names in the checkpoint at ``prefix`` under the top-level names ``roots``,
+    without TensorFlow's ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix; optimizer slots left out."""
+    keys = set()
+    for key, _ in tf.train.list_variables(prefix):
+        if "/.ATTRIBUTES/" not in key or "/.OPTIMIZER_SLOT/" in key:
+            continue
+        if key.split("/", 1)[0] in roots:
+            keys.add(key.split("/.ATTRIBUTES/", 1)[0])
+    return keys
+
+
+def _names(keys: list, shown: int = 8) -> str:
+    text = ", ".join(keys[:shown])
+    return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")

@@ -6,6 +6,8 @@ experiment without absl. Training holds the experiment directory's lock
 """
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from data_generators.factory import TaskSources, build_task_sources
@@ -22,14 +24,14 @@ SINUSOID_HIDDEN = (40, 40)
 
 # What a supervised run writes in its experiment directory: --overwrite removes these.
 RUN_FILES = ("ckpt-*", "checkpoint", "events.out.tfevents*", DAMAGED_DIR,
-             run_folder.SETTINGS_NAME, "test_ubs*")
+             run_folder.RECORD_NAME, run_folder.SETTINGS_NAME, "test_ubs*")
 # Settings not encoded in the directory name that define the model: refused if changed on
 # resume (the restore would fail, or mix two models). The others are applied with a line.
 FIXED_SETTINGS = {"datasource": "--datasource", "conv": "--conv"}
 
 
 def run_settings(cfg: ExperimentConfig) -> dict:
-    """The settings recorded in run_settings.json (Adam's learning rate is checked against
+    """The settings compared on resume, kept in config.json's ``resume_settings`` (Adam's learning rate is checked against
     the checkpoint itself, so older runs without the file are covered too)."""
     return {"datasource": cfg.datasource, "conv": cfg.conv if cfg.classification else None,
             "pretrain_iterations": cfg.pretrain_iterations,
@@ -123,9 +125,10 @@ def restore(cfg: ExperimentConfig, checkpointer: IterationCheckpointer, log=prin
     return restored + 1
 
 
-def prepare_folder(cfg: ExperimentConfig, log=print) -> None:
+def prepare_folder(cfg: ExperimentConfig, log=print, preset: str | None = None) -> None:
     """The lock holder's checks before anything is built: fresh start over an existing run
-    (refused without --overwrite), --overwrite, leftovers of interrupted writes, settings."""
+    (refused without --overwrite), --overwrite, leftovers of interrupted writes, settings;
+    then the run's record, config.json (the resolved configuration and the ``preset`` name)."""
     directory = cfg.experiment_dir
     run_folder.check_fresh_start(directory, [directory], cfg.resume, cfg.overwrite)
     if cfg.overwrite:
@@ -133,20 +136,22 @@ def prepare_folder(cfg: ExperimentConfig, log=print) -> None:
     run_folder.clean_leftovers(directory, log)
     resuming = cfg.resume and bool(run_folder.checkpoint_iterations(directory))
     run_folder.compare_settings(directory, run_settings(cfg), FIXED_SETTINGS, log,
-                                compare=resuming)
+                                compare=resuming, config=dataclasses.asdict(cfg),
+                                experiment=preset)
 
 
-def run(cfg: ExperimentConfig, log=print, stop=None) -> dict:
+def run(cfg: ExperimentConfig, log=print, stop=None, preset: str | None = None) -> dict:
     """Runs the experiment; returns paths and values a caller (or test) may want.
 
-    ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None.
+    ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None;
+    ``preset`` the --experiment name, recorded in config.json.
     """
     log(f"Experiment: {experiment_name(cfg)}  (in {cfg.logdir})")
     strategy = build_strategy(cfg, log)
     if not cfg.train:
         return _run(cfg, log, stop, owner=False)
     with run_folder.RunLock(cfg.experiment_dir, log):
-        prepare_folder(cfg, log)
+        prepare_folder(cfg, log, preset)
         return _run(cfg, log, stop, owner=True, strategy=strategy)
 
 

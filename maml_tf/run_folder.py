@@ -14,9 +14,11 @@ training process at a time and to one run:
 - :func:`truncate_progress_csv` and :func:`truncate_events`: after a resume at iteration k,
   rows and TensorBoard points of iterations >= k (written after the restored checkpoint,
   before a kill) are dropped, so the curves have no duplicated steps.
-- :func:`compare_settings`: a run records its settings in ``run_settings.json``; on resume a
-  changed setting is either applied (one printed line each) or refused when it would mix two
-  different models in one folder.
+- :func:`compare_settings`: a run records its resolved configuration, the settings compared
+  on resume and the code version in ``config.json`` (:func:`read_record`); on resume a changed
+  setting is either applied (one printed line each) or refused when it would mix two different
+  models in one folder. Runs from before config.json recorded ``run_settings.json``, which is
+  still read.
 
 Finding the newest *intact* checkpoint is :mod:`maml_tf.checkpoint`'s job. TensorFlow is
 imported only inside the functions that read event files, so flag validators may use this
@@ -36,7 +38,8 @@ import time
 from typing import Callable, Iterable, Optional
 
 LOCK_NAME = ".lock"
-SETTINGS_NAME = "run_settings.json"
+RECORD_NAME = "config.json"
+SETTINGS_NAME = "run_settings.json"   # the record of runs made before config.json (read only)
 _TEMP_DIR = re.compile(r"^ckpt-\d+_temp")
 _DATA_SHARD = re.compile(r"^(ckpt-\d+)\.data-\d+-of-\d+$")
 
@@ -247,23 +250,77 @@ def truncate_events(directory: str, first_dropped: int) -> int:
 
 
 # --------------------------------------------------------------------------- settings
+def code_version() -> str:
+    """The git commit of this checkout (``+dirty`` with uncommitted changes), else the
+    package version: what a record needs to say which code produced a run."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode == 0 and commit.stdout.strip():
+            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                    "--untracked-files=no"], capture_output=True, text=True,
+                                   timeout=10)
+            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        return f"maml-tf2 {version('maml-tf2')}"
+    except Exception:   # noqa: BLE001 -- not installed as a package either
+        return "unknown (no git checkout, no installed package)"
+
+
+def read_record(directory: str) -> Optional[dict]:
+    """The run's ``config.json`` (keys ``config``, ``resume_settings``, ``code_version``,
+    ``experiment``), or None for a run without one; an unreadable file is an error naming it
+    (a record that cannot be read must not be silently replaced by the flags)."""
+    path = os.path.join(directory, RECORD_NAME)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"cannot read the run record {path}: {error}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise RunFolderError(f"the run record {path} has no 'config' object")
+    return record
+
+
+def _recorded_settings(directory: str, log: Callable[[str], None]) -> Optional[dict]:
+    """The settings compared on resume: config.json's, else an old run's run_settings.json."""
+    record = None
+    try:
+        record = read_record(directory)
+    except RunFolderError as error:
+        log(f"warning: {error}; recording the current settings afresh")
+    if record is not None:
+        return record.get("resume_settings")
+    path = os.path.join(directory, SETTINGS_NAME)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        log(f"warning: {path} is unreadable; recording the current settings afresh")
+    return None
+
+
 def compare_settings(directory: str, settings: dict, fixed: dict,
-                     log: Callable[[str], None] = print, compare: bool = True) -> None:
+                     log: Callable[[str], None] = print, compare: bool = True,
+                     config: Optional[dict] = None, experiment: Optional[str] = None) -> None:
     """Checks ``settings`` against the run's recorded ones (when ``compare``: a resume), then
-    records them.
+    writes the record, ``config.json``: the resolved ``config`` (``settings`` if not given),
+    ``settings``, the preset name ``experiment`` and the code version.
 
     ``fixed`` maps setting names that must not change (they define the model or the method)
     to the flag that sets them; a change raises RunFolderError. Any other change is applied
     from the command line, with one line each so it is never silent.
     """
-    path = os.path.join(directory, SETTINGS_NAME)
-    recorded = None
-    if compare and os.path.exists(path):
-        try:
-            with open(path) as handle:
-                recorded = json.load(handle)
-        except (OSError, ValueError):
-            log(f"warning: {path} is unreadable; recording the current settings afresh")
+    recorded = _recorded_settings(directory, log) if compare else None
     if isinstance(recorded, dict):
         changed = [name for name in settings
                    if name in recorded and recorded[name] != _jsonable(settings[name])]
@@ -278,9 +335,13 @@ def compare_settings(directory: str, settings: dict, fixed: dict,
         for name in changed:
             log(f"Resume: {name} changed from {recorded[name]!r} to {settings[name]!r} "
                 f"(applied from this command)")
+    record = {"config": _jsonable(config if config is not None else settings),
+              "resume_settings": _jsonable(settings), "experiment": experiment,
+              "code_version": code_version(),
+              "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = os.path.join(directory, RECORD_NAME)
     try:
-        _atomic_write(path, lambda handle: json.dump(
-            {k: _jsonable(v) for k, v in settings.items()}, handle, indent=1, sort_keys=True))
+        _atomic_write(path, lambda handle: json.dump(record, handle, indent=1, sort_keys=True))
     except OSError as error:
         raise RunFolderError(f"cannot write {path}: {error.strerror or error}") from None
 
@@ -308,4 +369,9 @@ def export_dir_problem(path: str) -> Optional[str]:
 
 
 def _jsonable(value):
-    return list(value) if isinstance(value, tuple) else value
+    """JSON's form of a setting: tuples as lists, nested dicts and lists converted too."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item) for item in value]
+    return value

@@ -75,6 +75,66 @@ def eval_config():
         sampling=rl_flags.resolved("test_sampling"))
 
 
+# Flags test and export take from the run's record when the command line leaves them out:
+# flag -> key of the recorded settings. Those of MODEL_FLAGS define the policy or the method,
+# and a contradicting flag is an error; fast_lr (the MAML test step) stays free.
+RECORDED_FLAGS = {"env_name": "env_name", "oracle": "oracle", "use_maml": "use_maml",
+                  "hidden_sizes": "hidden_sizes", "hidden_nonlinearity": "nonlinearity",
+                  "dtype": "dtype", "init_std": "init_std", "fast_lr": "fast_lr"}
+MODEL_FLAGS = ("env_name", "oracle", "use_maml", "hidden_sizes", "hidden_nonlinearity", "dtype")
+
+
+def _flag_as_recorded(flag: str):
+    """The flag's value in the form the record stores it."""
+    from rl.envs.registry import get_spec
+    value = rl_flags.resolved(flag) if flag in ("hidden_nonlinearity", "fast_lr") \
+        else getattr(FLAGS, flag)
+    if flag == "env_name":
+        return get_spec(value).name
+    if flag == "hidden_sizes":
+        return [int(size) for size in value]
+    return value
+
+
+def apply_run_record() -> None:
+    """--mode=test/export from a checkpoint: the settings the command line does not give come
+    from ``<logdir>/config.json`` (or an older run's run_settings.json), so --logdir alone
+    tests a run; a contradicting policy flag raises RunFolderError naming both values."""
+    import json
+
+    from maml_tf.run_folder import RECORD_NAME, SETTINGS_NAME, RunFolderError, read_record
+
+    if FLAGS.mode not in ("test", "export") or FLAGS.test_init != "checkpoint":
+        return
+    record = read_record(FLAGS.logdir)
+    source = os.path.join(FLAGS.logdir, RECORD_NAME)
+    if record is not None:
+        settings = record.get("resume_settings") or {}
+    elif os.path.exists(os.path.join(FLAGS.logdir, SETTINGS_NAME)):
+        source = os.path.join(FLAGS.logdir, SETTINGS_NAME)
+        with open(source) as handle:
+            settings = json.load(handle)
+        logging.info("No %s in %s (a run from before config.json): reading %s", RECORD_NAME,
+                     FLAGS.logdir, SETTINGS_NAME)
+    else:
+        logging.info("No %s in %s (a run from before run records): the flags define the "
+                     "policy, as before", RECORD_NAME, FLAGS.logdir)
+        return
+    conflicts = [flag for flag in MODEL_FLAGS if FLAGS[flag].present
+                 and RECORDED_FLAGS[flag] in settings
+                 and _flag_as_recorded(flag) != settings[RECORDED_FLAGS[flag]]]
+    if conflicts:
+        raise RunFolderError("; ".join(
+            f"--{flag}={_flag_as_recorded(flag)} but the run was trained with "
+            f"--{flag}={settings[RECORDED_FLAGS[flag]]}" for flag in conflicts)
+            + f" ({source}): these flags define the policy; leave them out to use the "
+              f"recorded values")
+    for flag, key in RECORDED_FLAGS.items():
+        if not FLAGS[flag].present and key in settings:
+            value = settings[key]
+            FLAGS[flag].value = [str(v) for v in value] if flag == "hidden_sizes" else value
+
+
 def restore_policy(train_cfg, oracle: bool):
     """The policy of --test_checkpoint in --logdir (or the random initialisation)."""
     from maml_tf.checkpoint import IterationCheckpointer
@@ -129,7 +189,6 @@ def main(argv):
         lambda record: not record.getMessage().startswith("Sharding callback duration"))
     if FLAGS.mode == "export" and not FLAGS.export_dir:
         raise app.UsageError("--mode=export needs --export_dir")
-    cfg = train_config()
     from maml_tf.checkpoint import CheckpointError
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
@@ -137,6 +196,8 @@ def main(argv):
     # SIGINT/SIGTERM (also for a run started in the background, whose SIGINT a shell
     # ignores) finish the current iteration, save, and exit with one line.
     try:
+        apply_run_record()
+        cfg = train_config()
         with StopSignals() as stop:
             run(cfg, stop)
     except Stopped as stopped:
@@ -154,7 +215,7 @@ def main(argv):
 def run(cfg, stop) -> None:
     if FLAGS.mode in ("train", "train_and_test"):
         from rl.trainer import Trainer
-        trainer = Trainer(cfg, stop)
+        trainer = Trainer(cfg, stop, preset=FLAGS.experiment)
         try:
             trainer.train()
         finally:

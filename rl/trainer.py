@@ -15,6 +15,7 @@ non-finite step is undone and stops the run (:mod:`maml_tf.stopping`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -36,7 +37,7 @@ from rl.samplers import make_sampler
 
 # What a training run writes in its logdir: --overwrite removes these.
 RUN_FILES = ("checkpoints", "best", "progress.csv", "events.out.tfevents*",
-             run_folder.SETTINGS_NAME, "test_*.pkl", "test_*.csv")
+             run_folder.RECORD_NAME, run_folder.SETTINGS_NAME, "test_*.pkl", "test_*.csv")
 # Settings that define the policy or the method: refused if changed on resume.
 FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "--use_maml",
                   "hidden_sizes": "--hidden_sizes", "nonlinearity": "--hidden_nonlinearity",
@@ -44,7 +45,8 @@ FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "-
 
 
 def run_settings(cfg: TrainConfig) -> dict:
-    """The settings recorded in run_settings.json (speed-only ones, num_workers, left out)."""
+    """The settings compared on resume and read by test mode, kept in config.json's
+    ``resume_settings`` (speed-only ones, num_workers, left out)."""
     from rl.envs.registry import get_spec
     trpo, policy = cfg.trpo, cfg.policy
     return {"env_name": get_spec(cfg.env_name).name, "oracle": cfg.oracle,
@@ -72,10 +74,13 @@ def build_policy(cfg, obs_dim: int, act_dim: int, seed: int) -> GaussianMLPPolic
 
 
 class Trainer:
-    """One training run in ``cfg.logdir``; holds the folder's lock until :meth:`close`."""
+    """One training run in ``cfg.logdir``; holds the folder's lock until :meth:`close`.
+    ``preset`` is the --experiment name, recorded in config.json."""
 
-    def __init__(self, cfg: TrainConfig, stop: StopSignals | None = None):
+    def __init__(self, cfg: TrainConfig, stop: StopSignals | None = None,
+                 preset: str | None = None):
         self.cfg = cfg
+        self.preset = preset
         self.stop = stop or StopSignals()   # never installed: never stops
         self.lock = run_folder.RunLock(cfg.logdir, _say).acquire()
         self.vector_env = None
@@ -96,7 +101,8 @@ class Trainer:
             run_folder.clean_leftovers(directory, _say)
         resuming = cfg.resume and bool(run_folder.checkpoint_iterations(checkpoint_dirs[0]))
         run_folder.compare_settings(cfg.logdir, run_settings(cfg), FIXED_SETTINGS, _say,
-                                    compare=resuming)
+                                    compare=resuming, config=dataclasses.asdict(cfg),
+                                    experiment=self.preset)
 
     def _build(self) -> None:
         cfg = self.cfg
