@@ -4,20 +4,18 @@
 step it makes ONE policy evaluation for all environments (``policy_fn`` receives observations
 shaped (K, N, obs_dim) and returns per-task Gaussian parameters) and one ``step`` of a
 ``VectorTaskEnv``. It is deliberately free of TensorFlow: the caller supplies ``policy_fn``, so
-the same class can be served by other processes or hosts. ``ProcessVectorEnv`` splits the
-MuJoCo environments over worker processes (spawned, so they never import TensorFlow): a probe
-on this 2-core machine measured a 2-process pool of 10 half-cheetahs each at 23k steps/s,
-against 13k for one env and 6.6k for Gymnasium's AsyncVectorEnv with one process per env.
+the same class can be served by other processes or hosts (``rl.envs.workers``, whose
+``ProcessVectorEnv`` and ``WorkerError`` are also importable from here).
 """
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 from typing import Callable, Sequence
 
 import numpy as np
 
-from rl.envs.base import SerialVectorEnv, VectorTaskEnv, env_seeds
+from rl.envs.base import VectorTaskEnv
+from rl.envs.workers import ProcessVectorEnv, WorkerError  # noqa: F401 (former home)
 from rl.episodes import Episodes
 
 PolicyFn = Callable[[np.ndarray], tuple]
@@ -253,152 +251,3 @@ class _PathStore:
                                             self.mask)):
                 target[task, :keep.size] = source[task, keep]
         return Episodes(*out, compact=True), counts
-
-
-# ----------------------------------------------------------------------------- worker pool
-#: Seconds between checks that a worker is still alive while its answer is awaited.
-WORKER_POLL_SECONDS = 0.5
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed: it died, or a command raised (the worker's error quoted)."""
-
-
-def _worker_main(connection, env_name: str, num_envs: int, oracle: bool) -> None:
-    """Serves one slice of the environments: set_tasks / reset / reset_envs / step / close.
-
-    Every answer is ("ok", value) or ("error", text): a command that raises, or one the
-    worker does not know, is reported to the parent (which raises :class:`WorkerError`)
-    instead of leaving it waiting for an answer that never comes.
-    """
-    from rl.envs.registry import make_env  # imported here: the child never needs TF
-    env = SerialVectorEnv([make_env(env_name, oracle) for _ in range(num_envs)])
-    connection.send(("ok", (env.observation_dim, env.action_dim)))
-    handlers = {
-        "set_tasks": lambda payload: env.set_tasks(payload),
-        "reset": lambda payload: env.reset_with_seeds(payload),
-        "reset_envs": lambda payload: env.reset_envs(*payload),
-        "step": lambda payload: env.step(*payload),
-    }
-    while True:
-        command, payload = connection.recv()
-        if command == "close":
-            env.close()
-            connection.close()
-            return
-        if command not in handlers:
-            connection.send(("error", f"unknown command {command!r}; the worker knows "
-                                      f"{sorted(handlers) + ['close']}"))
-            continue
-        try:
-            answer = ("ok", handlers[command](payload))
-        except Exception as error:   # reported to the parent, which raises it
-            answer = ("error", f"{command}: {type(error).__name__}: {error}")
-        connection.send(answer)
-
-
-class ProcessVectorEnv(VectorTaskEnv):
-    """``num_envs`` environments split evenly over ``num_workers`` spawned processes.
-
-    A worker that dies or fails makes the next call raise :class:`WorkerError` (within
-    ``WORKER_POLL_SECONDS`` of its death) instead of hanging.
-
-    Example::
-
-        env = ProcessVectorEnv("cheetah_vel", num_envs=20, num_workers=2)
-        env.set_tasks([0.5] * 20)
-        obs = env.reset(seed=0)
-        obs, rewards, dones = env.step(actions, np.ones(20, dtype=bool))
-        env.close()
-    """
-
-    def __init__(self, env_name: str, num_envs: int, oracle: bool = False,
-                 num_workers: int = 2):
-        num_workers = max(1, min(num_workers, num_envs))
-        self.num_envs = num_envs
-        context = mp.get_context("spawn")
-        bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
-        self.slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-        self.connections, self.processes = [], []
-        for part in self.slices:
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker_main, args=(child, env_name, part.stop - part.start, oracle),
-                daemon=True)
-            process.start()
-            child.close()
-            self.connections.append(parent)
-            self.processes.append(process)
-        dims = [self._receive(index) for index in range(len(self.connections))]
-        self.observation_dim, self.action_dim = dims[0]
-
-    def _send(self, index: int, message) -> None:
-        try:
-            self.connections[index].send(message)
-        except (BrokenPipeError, OSError) as error:
-            raise self._dead(index, f"sending {message[0]!r} failed ({error})") from None
-
-    def _receive(self, index: int):
-        """Worker ``index``'s answer, waiting only while the worker lives."""
-        connection, process = self.connections[index], self.processes[index]
-        try:
-            while not connection.poll(WORKER_POLL_SECONDS):
-                if not process.is_alive():
-                    raise self._dead(index, "it exited without answering")
-            status, value = connection.recv()
-        except (EOFError, ConnectionResetError, BrokenPipeError):
-            raise self._dead(index, "its connection closed") from None
-        if status != "ok":
-            raise WorkerError(f"environment worker {index} (pid {process.pid}): {value}")
-        return value
-
-    def _dead(self, index: int, what: str) -> WorkerError:
-        process = self.processes[index]
-        process.join(timeout=WORKER_POLL_SECONDS)
-        return WorkerError(f"environment worker {index} (pid {process.pid}) died: {what}; "
-                           f"exit code {process.exitcode}")
-
-    def _broadcast(self, command, payloads):
-        for index, payload in enumerate(payloads):
-            self._send(index, (command, payload))
-        return [self._receive(index) for index in range(len(self.connections))]
-
-    def set_tasks(self, tasks):
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} environments")
-        self._broadcast("set_tasks", [list(tasks[part]) for part in self.slices])
-
-    def reset(self, seed):
-        seeds = env_seeds(seed, self.num_envs)
-        return np.concatenate(self._broadcast("reset", [seeds[part] for part in self.slices]))
-
-    def reset_envs(self, indices, seeds):
-        indices, seeds = np.asarray(indices, dtype=int), np.asarray(seeds)
-        parts = []
-        for index, part in enumerate(self.slices):
-            chosen = (indices >= part.start) & (indices < part.stop)
-            if chosen.any():
-                self._send(index, ("reset_envs", (indices[chosen] - part.start, seeds[chosen])))
-                parts.append((np.flatnonzero(chosen), index))
-        obs = np.zeros((len(indices), self.observation_dim))
-        for positions, index in parts:
-            obs[positions] = self._receive(index)
-        return obs
-
-    def step(self, actions, active):
-        results = self._broadcast(
-            "step", [(actions[part], active[part]) for part in self.slices])
-        obs, rewards, dones = zip(*results)
-        return np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones)
-
-    def close(self):
-        for connection, process in zip(self.connections, self.processes):
-            try:
-                connection.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
-            process.join(timeout=5)
-            if process.is_alive():   # stuck: do not leave it behind
-                process.terminate()
-                process.join(timeout=5)
-        self.connections, self.processes = [], []

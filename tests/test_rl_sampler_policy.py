@@ -7,8 +7,9 @@ import tensorflow as tf
 
 from rl.envs import registry
 from rl.envs.base import SerialVectorEnv
+from rl.envs.workers import ProcessVectorEnv, WorkerError
 from rl.policies import GaussianMLPPolicy, tile_params
-from rl.samplers import BatchSampler, ProcessVectorEnv, WorkerError
+from rl.samplers import BatchSampler
 
 
 def test_functional_forward_matches_keras_and_batches_over_tasks():

@@ -3,7 +3,7 @@
 The sampler only ever talks to a ``VectorTaskEnv``: ``set_tasks`` (one task per environment),
 ``reset`` and ``step`` on whole batches. The point robot implements it natively in numpy; the
 MuJoCo tasks get it from ``SerialVectorEnv`` (a list of single environments), which a worker
-process can also serve (``rl.samplers.ProcessVectorEnv``).
+process can also serve (``rl.envs.workers.ProcessVectorEnv``).
 """
 from __future__ import annotations
 

@@ -73,13 +73,13 @@ def make_vector_env(name: str, num_envs: int, oracle: bool = False,
 
     The point robot is vectorised in numpy (one op per step for the whole batch). MuJoCo tasks
     run as a serial loop in-process (``num_workers=0``) or split over ``num_workers`` worker
-    processes (``rl.samplers.ProcessVectorEnv``).
+    processes (``rl.envs.workers.ProcessVectorEnv``).
     """
     spec = get_spec(name)
     if not spec.mujoco:
         from rl.envs.point import VectorPointEnv
         return VectorPointEnv(num_envs, oracle=oracle)
     if num_workers > 0:
-        from rl.samplers import ProcessVectorEnv
+        from rl.envs.workers import ProcessVectorEnv
         return ProcessVectorEnv(spec.name, num_envs, oracle=oracle, num_workers=num_workers)
     return SerialVectorEnv([make_env(spec.name, oracle) for _ in range(num_envs)])
