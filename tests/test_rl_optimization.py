@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from maml_tf import core
 from rl import optimization
-from rl.adaptation import to_sample_batch as to_task_batch
+from rl.adaptation import to_sample_batch
 from rl.episodes import Episodes
 from rl.maml_trpo import MAMLTRPO, TRPOConfig
 from rl.policies import GaussianMLPPolicy
@@ -82,7 +82,7 @@ def test_finite_difference_hvp_matches_exact_on_small_policy():
     policy, train, valid_episodes = _synthetic_setup()
     # float64, so the documented tiny step is accurate
     learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3, cg_damping=0.0, fd_base_eps=1e-8))
-    train_batches = (to_task_batch(train, learner.dtype),)
+    train_batches = (to_sample_batch(train, learner.dtype),)
     theta = policy.get_flat()
     valid = learner.make_valid_batch(theta, train_batches, valid_episodes)
     vector = np.random.default_rng(1).normal(size=policy.num_params)
@@ -107,7 +107,7 @@ def test_float32_finite_difference_steps_documented_and_released(seed):
     policy, train, valid_episodes = _synthetic_setup(dtype="float32", seed=seed)
     learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3, cg_damping=0.0))
     assert learner.config.fd_base_eps == 1e-8
-    train_batches = (to_task_batch(train, learner.dtype),)
+    train_batches = (to_sample_batch(train, learner.dtype),)
     theta = policy.get_flat()
     valid = learner.make_valid_batch(theta, train_batches, valid_episodes)
     unit = np.random.default_rng(1).normal(size=policy.num_params)
@@ -178,7 +178,7 @@ def test_surrogate_gradient_through_the_inner_step_matches_finite_differences(mo
 
     def errors():
         learner = MAMLTRPO(policy, config)
-        batches = tuple(to_task_batch(e, learner.dtype) for e in (train, second_train))
+        batches = tuple(to_sample_batch(e, learner.dtype) for e in (train, second_train))
         theta = policy.get_flat()
         valid = learner.make_valid_batch(theta, batches, valid_episodes)
 

@@ -47,7 +47,7 @@ def test_functional_forward_equals_the_keras_layers(nonlinearity):
         GaussianMLPPolicy(3, 2, nonlinearity="sigmoid")
 
 
-def test_gradients_reach_keras_variables_through_initial_params():
+def test_gradients_reach_keras_variables_through_meta_parameters():
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,), seed=0)
     with tf.GradientTape() as tape:
         params = policy.meta_parameters()
