@@ -124,9 +124,9 @@ class IterationCheckpointer:
         log(f"  moved the files of ckpt-{iteration} to {target}/")
 
     # -- restore -------------------------------------------------------------------------------
-    def expected_keys(self) -> set:
-        """The variable names a checkpoint of the verified trackables holds, e.g.
-        ``model/adapted/w1``: read from a probe checkpoint written to a temporary folder,
+    def expected_keys(self) -> dict:
+        """The variables a checkpoint of the verified trackables holds, name -> shape (e.g.
+        ``model/adapted/w1``): read from a probe checkpoint written to a temporary folder,
         which names them exactly as a save does (once per checkpointer)."""
         if self._expected_keys is None:
             with tempfile.TemporaryDirectory(prefix="ckpt_probe_") as folder:
@@ -136,11 +136,31 @@ class IterationCheckpointer:
         return self._expected_keys
 
     def unmatched(self, path: str) -> tuple[list, list]:
-        """(variables of the model missing from the checkpoint at ``path``, variables the
-        checkpoint holds for the model that the model does not have)."""
-        expected = self.expected_keys()
+        """(variables of the model missing from the checkpoint at ``path`` or of another
+        shape, variables the checkpoint holds for the model that the model does not have).
+
+        Checkpoints written before model weights were saved by name (commit c5b260c) hold
+        them only through the optimizer's list of trainable variables; such a checkpoint
+        matches when that list has the model's trainable variables' shapes, in order.
+        """
+        expected = dict(self.expected_keys())
         held = variable_keys(path, self._verified)
-        return sorted(expected - held), sorted(held - expected)
+        for root, trackable in self._verified.items():
+            if root == "iteration" or any(k.startswith(root + "/") for k in held):
+                continue
+            through_optimizer = _optimizer_list_shapes(path)
+            model_shapes = [tuple(v.shape) for v in getattr(trackable, "trainable_variables",
+                                                             [])]
+            if through_optimizer and through_optimizer == model_shapes:
+                expected = {k: v for k, v in expected.items() if not k.startswith(root + "/")}
+            elif through_optimizer:
+                return ([f"{root} (its trainable variables have the shapes {model_shapes}; "
+                         f"the checkpoint's, saved through the optimizer, "
+                         f"{through_optimizer})"], [])
+        missing = [k if k not in held else f"{k} (shape {list(expected[k])} in the model, "
+                   f"{list(held[k])} in the checkpoint)"
+                   for k in sorted(expected) if held.get(k) != expected[k]]
+        return missing, sorted(set(held) - set(expected))
 
     def verify(self, path: str) -> None:
         """Raises CheckpointError naming the checkpoint and the unmatched variables unless
@@ -256,16 +276,29 @@ class IterationCheckpointer:
                 pass
 
 
-def variable_keys(prefix: str, roots) -> set:
-    """Variable names in the checkpoint at ``prefix`` under the top-level names ``roots``,
-    without TensorFlow's ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix; optimizer slots left out."""
-    keys = set()
-    for key, _ in tf.train.list_variables(prefix):
+def variable_keys(prefix: str, roots) -> dict:
+    """Variables in the checkpoint at ``prefix`` under the top-level names ``roots``, name
+    (without TensorFlow's ``/.ATTRIBUTES/VARIABLE_VALUE``) -> shape; optimizer slots left out."""
+    keys = {}
+    for key, shape in tf.train.list_variables(prefix):
         if "/.ATTRIBUTES/" not in key or "/.OPTIMIZER_SLOT/" in key:
             continue
         if key.split("/", 1)[0] in roots:
-            keys.add(key.split("/.ATTRIBUTES/", 1)[0])
+            keys[key.split("/.ATTRIBUTES/", 1)[0]] = tuple(shape)
     return keys
+
+
+def _optimizer_list_shapes(prefix: str) -> list:
+    """Shapes of ``optimizer/_trainable_variables/0, 1, ...`` in the checkpoint, in order."""
+    found = {}
+    for key, shape in tf.train.list_variables(prefix):
+        head = "optimizer/_trainable_variables/"
+        if key.startswith(head) and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE"):
+            index = key[len(head):].split("/", 1)[0]
+            if index.isdigit():
+                found[int(index)] = tuple(shape)
+    return [found[i] for i in sorted(found)] if sorted(found) == list(range(len(found))) \
+        else []
 
 
 def _names(keys: list, shown: int = 8) -> str:
