@@ -135,7 +135,7 @@ def test_meta_step_restores_parameters_when_rejected():
     np.testing.assert_array_equal(policy.get_flat().numpy(), before)
 
 
-@pytest.mark.parametrize("seed,hvp", [(3, "exact"), (4, "fd"), (5, "exact")])
+@pytest.mark.parametrize("seed,hvp", [(4, "fd"), (5, "exact")])   # both backtrack
 def test_accepted_step_keeps_the_independent_kl_within_the_bound(seed, hvp):
     """KL(old || new) of the post-update policies, rebuilt by adapting again from the old and
     the new parameters (tests/rl_checks.py), is within step_size for an accepted step: a check
@@ -151,9 +151,9 @@ def test_accepted_step_keeps_the_independent_kl_within_the_bound(seed, hvp):
     np.testing.assert_allclose(kl, info["mean_kl"], rtol=1e-6)
     # the same step taken without the line search's shrinking would break the bound: the
     # check can fail (the full step scales the KL by about 1/ratio^(2*backtracks))
-    if info["backtracks"]:
-        full = before + (after - before) / 0.8 ** info["backtracks"]
-        assert independent_kl(learner.adapter, before, full, [train], valid) > 0.01
+    assert info["backtracks"] > 0
+    full = before + (after - before) / 0.8 ** info["backtracks"]
+    assert independent_kl(learner.adapter, before, full, [train], valid) > 0.01
 
 
 def _directional_errors(gradient, loss_at, theta, rng, eps=1e-6, directions=3):
