@@ -86,14 +86,7 @@ class MAMLTRPO:
         self._old_dist_fn = tf.function(self._post_update_dist, reduce_retracing=True)
 
     # ------------------------------------------------------------------ adaptation
-    def inner_losses(self, params: dict, batch: SampleBatch):
-        """Per-task VPG surrogate (``rl.adaptation.inner_losses``)."""
-        return adaptation.inner_losses(self.policy, params, batch)
-
-    def adapt_step(self, params: dict, batch: SampleBatch, lr) -> dict:
-        """One VPG step per task (``rl.adaptation.adapt_step``)."""
-        return adaptation.adapt_step(self.policy, params, batch, lr)
-
+    # The trainer samples with the adapter through these two (it holds only the learner).
     def adapted_params(self, flat_params, train_batches, lrs=None) -> dict:
         """Per-task parameters after len(train_batches) inner steps (tensors, (K, ...))."""
         return self.adapter.adapted_params(flat_params, train_batches, lrs)

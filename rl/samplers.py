@@ -1,11 +1,10 @@
-"""Batched trajectory sampling for a whole meta-batch, and the MuJoCo worker pool.
+"""Batched trajectory sampling for a whole meta-batch, with or without a step budget.
 
 ``BatchSampler`` runs meta_batch_size x episodes_per_task trajectories at once: at every time
 step it makes ONE policy evaluation for all environments (``policy_fn`` receives observations
 shaped (K, N, obs_dim) and returns per-task Gaussian parameters) and one ``step`` of a
 ``VectorTaskEnv``. It is deliberately free of TensorFlow: the caller supplies ``policy_fn``, so
-the same class can be served by other processes or hosts (``rl.envs.workers``, whose
-``ProcessVectorEnv`` and ``WorkerError`` are also importable from here).
+the same class can be served by other processes or hosts (``rl.envs.workers.ProcessVectorEnv``).
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rl.envs.base import VectorTaskEnv
-from rl.envs.workers import ProcessVectorEnv, WorkerError  # noqa: F401 (former home)
 from rl.episodes import Episodes
 
 PolicyFn = Callable[[np.ndarray], tuple]

@@ -8,8 +8,8 @@ tasks, one path per task at a time, and drops the paths still running.
 import numpy as np
 import pytest
 
-from rl.envs.base import SerialVectorEnv, VectorTaskEnv
-from rl.episodes import Episodes, compute_advantages
+from rl.envs.base import VectorTaskEnv
+from rl.episodes import compute_advantages
 from rl.samplers import BatchSampler, Budget, BudgetSampler, make_sampler
 
 
