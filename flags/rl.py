@@ -15,7 +15,7 @@ import tempfile
 
 from absl import flags
 
-from flags import common
+from flags import common, experiments
 
 from rl.envs.registry import ALIASES, ENV_SPECS, UnknownEnvError, get_spec
 
@@ -196,42 +196,10 @@ def _logdir_usable(values):
 common.register_export_dir_validator()
 common.define_experiment_flags(("rl",))
 
-
-def task_defaults(env_name: str) -> dict:
-    """The paper's / released scripts' per-task settings used when a flag is left unset."""
-    spec = get_spec(env_name)
-    point = spec.name == "point"
-    ant_dir = spec.name == "ant_dir"
-    return {
-        "fast_lr": 0.5 if point else 0.1,
-        "meta_batch_size": 20 if point else 40,
-        "fast_batch_size": 40 if ant_dir else 20,
-        "max_path_length": spec.horizon,
-        "num_workers": 2 if spec.mujoco else 0,
-        # maml_trpo_point.py: n_parallel=1 (VectorizedSampler); cluster_maml_trpo_*: 8
-        "sampling": "total" if point else "per_task",
-        "sampling_lanes": 8,
-        "hvp": "exact" if point else "fd",
-        "test_sampling": "per_task",   # test_maml_*.py: n_parallel=4, batch_size in steps
-        # maml_rl's test_maml_*.py: batch_size 4000 steps (8000 for ant_dir), later steps at
-        # 0.5 x the first (0.01 x for ant_dir), goals from np.random.seed(1) (2 for ant_dir)
-        "test_num_episodes": (8000 if ant_dir else 4000) // spec.horizon,
-        "test_lr_decay": 0.01 if ant_dir else 0.5,
-        "test_goal_seed": 2 if ant_dir else 1,
-    }
-
-
-def test_step_size(env_name: str, method: str, fast_lr: float) -> float:
-    """First test step of the released test scripts' ``step_sizes`` lists (maml, pretrain,
-    random): MAML adapts with its training fast_lr; the baselines used their own."""
-    name = get_spec(env_name).name
-    if method == "oracle":       # evaluated only (the scripts ran it with n_itr=1)
-        return 0.0
-    if method == "pretrained":
-        return {"point": 0.5, "cheetah_vel": 0.02}.get(name, 0.2)
-    if method == "random":
-        return {"point": 0.5, "cheetah_vel": 0.1}.get(name, 1.0)
-    return fast_lr
+# The per-task defaults live beside the presets (flags/experiments.py): one definition that
+# this module, the benchmarks and the presets share.
+task_defaults = experiments.task_defaults
+test_step_size = experiments.test_step_size
 
 
 def resolved(name: str, method: str | None = None):

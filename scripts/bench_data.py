@@ -21,14 +21,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_generators.miniimagenet import MiniImagenetTasks  # noqa: E402
 from data_generators.omniglot import OmniglotTasks  # noqa: E402
+from flags.experiments import EXPERIMENTS  # noqa: E402
 
-# (name, task source, num_classes, update_batch_size, meta_batch_size) of the paper's runs.
-CONFIGS = [
-    ("omniglot 5-way 1-shot", OmniglotTasks, 5, 1, 32),
-    ("omniglot 20-way 1-shot", OmniglotTasks, 20, 1, 16),
-    ("miniimagenet 5-way 1-shot", MiniImagenetTasks, 5, 1, 4),
-    ("miniimagenet 5-way 5-shot", MiniImagenetTasks, 5, 5, 4),
-]
+SOURCES = {"omniglot": OmniglotTasks, "miniimagenet": MiniImagenetTasks}
+
+
+def paper_configs() -> list:
+    """(name, task source, num_classes, update_batch_size, meta_batch_size) of every distinct
+    data configuration among the registry's Table 1 presets."""
+    found = {}
+    for preset in EXPERIMENTS.values():
+        flags = preset.flags
+        if preset.kind != "supervised" or flags.get("datasource") not in SOURCES:
+            continue
+        ways, shots = flags.get("num_classes", 5), flags["update_batch_size"]
+        key = (flags["datasource"], ways, shots, flags["meta_batch_size"])
+        found.setdefault(key, (f"{flags['datasource']} {ways}-way {shots}-shot",
+                               SOURCES[flags["datasource"]], ways, shots,
+                               flags["meta_batch_size"]))
+    return list(found.values())
 
 
 def bench(name, tasks_class, folder, num_classes, shots, meta_batch_size, batches):
@@ -54,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=50, help="timed batches per config")
     args = parser.parse_args(argv)
     folders = {OmniglotTasks: args.omniglot_dir, MiniImagenetTasks: args.miniimagenet_dir}
-    for name, tasks_class, num_classes, shots, meta_batch_size in CONFIGS:
+    for name, tasks_class, num_classes, shots, meta_batch_size in paper_configs():
         if folders[tasks_class]:
             bench(name, tasks_class, folders[tasks_class], num_classes, shots,
                   meta_batch_size, args.batches)

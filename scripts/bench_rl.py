@@ -78,8 +78,9 @@ def meta_iterations(env_name: str, tasks: int, episodes: int, workers: int, iter
     from rl.config import TrainConfig
     from rl.envs.registry import get_spec
     from rl.maml_trpo import TRPOConfig
+    from flags.experiments import task_defaults
     from rl.trainer import Trainer
-    fast_lr = 0.5 if env_name == "point" else 0.1
+    fast_lr = task_defaults(env_name)["fast_lr"]   # the presets' per-task default
     cfg = TrainConfig(env_name=env_name, meta_batch_size=tasks, fast_batch_size=episodes,
                       max_path_length=get_spec(env_name).horizon, n_itr=iters,
                       logdir=tempfile.mkdtemp(prefix="bench_rl_"), num_workers=workers,

@@ -23,21 +23,40 @@ import tensorflow as tf  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import ConvNet, FullyConnectedNet  # noqa: E402
+from maml_tf.experiment import SINUSOID_HIDDEN  # noqa: E402
 from maml_tf.runtime import machine_description  # noqa: E402
+from flags.experiments import EXPERIMENTS  # noqa: E402
 
-# name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, xla)
-# (conv factories take the convolution path: "auto", "grouped" or "per_task")
-CONFIGS = {
-    "sinusoid": (lambda impl: FullyConnectedNet(1, 1, (40, 40), norm="None"),
-                 25, 1, 10, 10, 0.01, 1),
-    "omniglot_5way_1shot": (lambda impl: ConvNet(5, 28, 1, 64, conv_impl=impl),
-                            32, 5, 1, 1, 0.4, 1),
-    "omniglot_20way_1shot": (lambda impl: ConvNet(20, 28, 1, 64, conv_impl=impl),
-                             16, 20, 1, 1, 0.1, 5),
-    "miniimagenet_5way_1shot": (lambda impl: ConvNet(5, 84, 3, 32, max_pool=True,
-                                                     flatten_head=True, conv_impl=impl),
-                                4, 5, 1, 15, 0.01, 5),
-}
+# Benchmark name -> registry preset whose numbers it times (flags/experiments.py).
+PRESETS = {"sinusoid": "sinusoid", "omniglot_5way_1shot": "omniglot_5way_1shot",
+           "omniglot_20way_1shot": "omniglot_20way_1shot",
+           "miniimagenet_5way_1shot": "miniimagenet_1shot"}
+MINIIMAGENET_QUERY = 15   # the original's query images per class for MiniImagenet training
+
+
+def _config(preset_name: str) -> tuple:
+    """(model factory, meta_batch, N, K support, Q query, update_lr, num_updates) of a preset
+    (conv factories take the convolution path: "auto", "grouped" or "per_task")."""
+    flags = EXPERIMENTS[preset_name].flags
+    source, k = flags["datasource"], flags["update_batch_size"]
+    if source == "sinusoid":
+        def factory(impl):
+            return FullyConnectedNet(1, 1, SINUSOID_HIDDEN, norm=flags.get("norm", "batch_norm"))
+        n, q = 1, k
+    else:
+        n = flags.get("num_classes", 5)
+        mini = source == "miniimagenet"
+
+        def factory(impl):
+            return ConvNet(n, 84 if mini else 28, 3 if mini else 1,
+                           flags.get("num_filters", 64), max_pool=flags.get("max_pool", False),
+                           flatten_head=mini, conv_impl=impl)
+        q = MINIIMAGENET_QUERY if mini else k
+    return (factory, flags.get("meta_batch_size", 25), n, k, q, flags.get("update_lr", 0.001),
+            flags.get("num_updates", 1))
+
+
+CONFIGS = {name: _config(preset) for name, preset in PRESETS.items()}
 
 
 def synthetic_batch(model, tasks, n, k, q, rng):

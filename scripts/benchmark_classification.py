@@ -3,7 +3,7 @@
     .venv/bin/python scripts/benchmark_classification.py \
         --omniglot_folder=data/omniglot_resized --miniimagenet_folder=data/miniImagenet
 
-For each configuration of run.sh (second and first order): builds the real task source and
+For each Table 1 preset of the registry (second and first order): builds the real task source and
 learner exactly as main.py does, warms up (tracing), then times ``--iterations`` iterations,
 separately for sampling a batch (data only) and for the meta-training step, and reports the
 medians with the time 60,000 iterations would take at that rate.
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from data_generators.factory import build_task_sources  # noqa: E402
 from maml_tf import experiment  # noqa: E402
-from maml_tf.compare import _classification_runs  # noqa: E402
+from maml_tf.reporting.classification import classification_runs  # noqa: E402
 
 
 def main():
@@ -34,7 +34,8 @@ def main():
           "step ms (first order) | 60,000 it (FO) |")
     print("|---|---|---|---|---|---|")
     seen = set()
-    for label, _, cfg, _ in _classification_runs():
+    for preset, cfg in classification_runs("logs"):
+        label = preset.label
         base = label.replace(", first order", "")
         if cfg.stop_grad or base in seen or args.only not in label:
             continue

@@ -34,33 +34,22 @@ import maml_tf  # noqa: E402,F401  (TensorFlow's environment first)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from maml_tf import compare  # noqa: E402
-from maml_tf.config import experiment_name  # noqa: E402
 from maml_tf.evaluation import read_results, result_basename, summarize  # noqa: E402
+from maml_tf.reporting.classification import classification_runs  # noqa: E402
+from maml_tf.reporting.paper import load_paper_numbers  # noqa: E402
 
 # The order the campaign trains in (issue 12); the rest follow in Table 1's order.
 CAMPAIGN_ORDER = ("miniimagenet_1shot_fo", "miniimagenet_1shot", "omniglot_20way_1shot",
                   "omniglot_5way_5shot", "miniimagenet_5shot_fo")
 PAUSE_SECONDS = 30 * 60  # a longer gap between two events is a pause between sessions
-TABLE1_ITERATIONS = 60000  # every Table 1 line of run.sh trains this long
-
-
-def run_sh_name(cfg) -> str:
-    """The run.sh entry that trains a Table 1 configuration."""
-    if cfg.datasource == "miniimagenet":
-        return f"miniimagenet_{cfg.update_batch_size}shot" + ("_fo" if cfg.stop_grad else "")
-    if not cfg.conv:
-        return f"omniglot_noconv_5way_{cfg.update_batch_size}shot"
-    return f"omniglot_{cfg.num_classes}way_{cfg.update_batch_size}shot"
+TABLE1_ITERATIONS = 60000  # every Table 1 preset trains this long (metatrain_iterations)
 
 
 def campaign_runs(logroot: str) -> list[dict]:
-    """Every Table 1 configuration, campaign order first, with its experiment directory."""
-    runs = []
-    for label, folder, cfg, paper_key in compare._classification_runs():
-        name = run_sh_name(cfg)
-        runs.append(dict(name=name, label=label, cfg=cfg, paper_key=paper_key,
-                         directory=os.path.join(logroot, folder, experiment_name(cfg))))
+    """Every Table 1 preset of the registry, campaign order first, with its experiment
+    directory (where the preset trains)."""
+    runs = [dict(name=preset.name, label=preset.label, cfg=cfg, paper_key=preset.paper_key,
+                 directory=cfg.experiment_dir) for preset, cfg in classification_runs(logroot)]
     rank = {name: i for i, name in enumerate(CAMPAIGN_ORDER)}
     return sorted(runs, key=lambda r: rank.get(r["name"], len(rank)))
 
@@ -247,7 +236,7 @@ def main(argv=None):
     parser.add_argument("--run", default="", help="milestones: the run.sh name of the run")
     parser.add_argument("--every", type=int, default=10000, help="milestones: interval")
     args = parser.parse_args(argv)
-    paper = compare.load_paper_numbers()
+    paper = load_paper_numbers()
     if args.command == "status":
         table, started = status(args.logroot, paper)
         print(table)

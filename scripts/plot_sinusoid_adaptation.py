@@ -5,7 +5,7 @@
 Loads the MAML and pretrained checkpoints that `./run.sh sinusoid_lr0.001` (or, with
 --maml_run=sine, `./run.sh sinusoid`) and `./run.sh sinusoid_pretrained` write, draws one
 sinusoid task per K (numpy seed --seed), fine-tunes each model on the K points with the step
-size its run.sh test entry uses (maml_tf.sinusoid_compare.RUNS: MAML its training alpha, the
+size its preset's test entry uses (flags/experiments.py: MAML its training alpha, the
 pretrained model the paper's Figure 6 steps) and plots the ground truth, the K points and the
 predictions before adaptation, after 1 step and after 10 steps (paper Figure 2 / Figure 7).
 """
@@ -20,28 +20,31 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from data_generators.factory import TaskSources  # noqa: E402
+from flags.experiments import EXPERIMENTS  # noqa: E402
 from maml_tf import experiment, maml  # noqa: E402
-from maml_tf.sinusoid_compare import RUNS  # noqa: E402
 from maml_tf.checkpoint import IterationCheckpointer  # noqa: E402
 from maml_tf.config import ExperimentConfig  # noqa: E402
+from maml_tf.reporting.sinusoid import RUNS  # noqa: E402
 
 RUN_BY_FOLDER = {run.folder: run for run in RUNS}
-# the step size each run was trained with: it names the experiment directory
-TRAIN_UPDATE_LR = {"sine_lr0.001": 0.001, "sine": 0.01, "sine_pretrained": 0.01}
+PRESET_BY_FOLDER = {e.folder: e for e in EXPERIMENTS.values()
+                    if e.flags.get("datasource") == "sinusoid"}
 
 
 def load(logroot, run, update_lr, k):
-    cfg = ExperimentConfig(datasource="sinusoid", norm="None", update_batch_size=k,
-                           train_update_batch_size=10, update_lr=update_lr,
-                           train_update_lr=TRAIN_UPDATE_LR[run],
+    preset = PRESET_BY_FOLDER[run]
+    trained = ExperimentConfig(**{key: value for key, value in preset.flags.items()
+                                  if key != "logdir"})
+    # the training K and step size name the experiment directory
+    cfg = ExperimentConfig(datasource="sinusoid", norm=trained.norm, update_batch_size=k,
+                           train_update_batch_size=trained.update_batch_size,
+                           update_lr=update_lr, train_update_lr=trained.update_lr,
                            logdir=os.path.join(logroot, run), train=False)
     learner = experiment.build_learner(cfg, TaskSources(dim_input=1, dim_output=1))
     ckpt = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                  optimizer=learner.optimizer)
     if ckpt.restore(expect_partial=True) is None:
-        command = {"sine_lr0.001": "sinusoid_lr0.001", "sine": "sinusoid"}.get(
-            run, "sinusoid_pretrained")
-        raise SystemExit(f"no checkpoint in {cfg.experiment_dir}: run ./run.sh {command} "
+        raise SystemExit(f"no checkpoint in {cfg.experiment_dir}: run ./run.sh {preset.name} "
                          f"first (or pass --logroot)")
     return learner, experiment.inner_loop_spec(cfg)
 

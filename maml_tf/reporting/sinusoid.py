@@ -1,6 +1,7 @@
 """Sinusoid test results beside the paper's Table 2 and Figure 3, with divergence made explicit.
 
-Used by ``python -m maml_tf.compare`` (and so by ``./run.sh sinusoid_experiment``). Reads the
+Used by ``python -m maml_tf.compare`` (and so by ``./run.sh sinusoid_experiment``); the runs
+are the registry's sinusoid presets (flags/experiments.py). Reads the
 per-task values that test mode writes next to each CSV (``test_ubs{K}_stepsize{a}.pkl``) and
 builds one table: for each run, K and fine-tuning step size that was tested, our MSE after
 0/1/5/9/10 steps with its 95% CI, and under it the paper's value where the paper gives one,
@@ -33,6 +34,7 @@ from typing import Optional
 import numpy as np
 
 from data_generators.sinusoid import AMP_RANGE
+from flags import experiments
 from maml_tf.evaluation import read_results
 
 DIVERGED_MSE = (2 * AMP_RANGE[1]) ** 2
@@ -42,25 +44,25 @@ KS = (5, 10, 20)
 
 @dataclasses.dataclass(frozen=True)
 class SinusoidRun:
-    """A ``run.sh`` sinusoid log folder: its label, the paper's method and its test steps."""
+    """A sinusoid preset's log folder: its label, the paper's method and its test steps."""
 
     folder: str
     label: str
     method: str  # "maml", "pretrained" or "oracle"
-    test_steps: tuple  # (step size at K=5, K=10, K=20): what run.sh's _test entry uses
+    test_steps: tuple  # (step size at K=5, K=10, K=20): what its NAME_test entry uses
 
     def test_step(self, k: int) -> float:
         return self.test_steps[KS.index(k)] if k in KS else self.test_steps[1]
 
 
-# The main job's runs first. The pretrained baseline is fine-tuned with the step sizes the
-# paper's Figure 6 legend gives (0.01 for K = 5, 0.02 for K = 10 and 20).
-RUNS = (
-    SinusoidRun("sine_lr0.001", "MAML, alpha 0.001 (released code)", "maml", (0.001,) * 3),
-    SinusoidRun("sine_pretrained", "pretrained, fine-tuned", "pretrained", (0.01, 0.02, 0.02)),
-    SinusoidRun("sine", "MAML, alpha 0.01 (paper's text)", "maml", (0.01,) * 3),
-    SinusoidRun("sine_oracle", "oracle (not fine-tuned)", "oracle", (0.01,) * 3),
-)
+# The main job's runs first, then the other sinusoid presets in the registry's order. The
+# pretrained baseline is fine-tuned with the step sizes the paper's Figure 6 legend gives
+# (0.01 for K = 5, 0.02 for K = 10 and 20).
+MAIN_JOB = ("sinusoid_lr0.001", "sinusoid_pretrained")
+_PRESETS = [e for e in experiments.EXPERIMENTS.values() if e.flags.get("datasource") == "sinusoid"]
+RUNS = tuple(SinusoidRun(e.folder, e.label, e.method, e.test_steps) for e in
+             sorted(_PRESETS, key=lambda e: (e.name not in MAIN_JOB, MAIN_JOB.index(e.name)
+                                             if e.name in MAIN_JOB else 0)))
 
 
 @dataclasses.dataclass

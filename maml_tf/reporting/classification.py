@@ -1,0 +1,123 @@
+"""Table 1 (few-shot classification): our 600-task test results beside the paper's.
+
+Every Table 1 preset of the registry (flags/experiments.py) has a row, found in the folder the
+preset trains in; ``-`` where a run was not done (never invented).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+from typing import Optional
+
+from flags import experiments
+from maml_tf.evaluation import read_results, result_basename, tested_iteration
+from maml_tf.reporting.paper import lookup
+
+
+def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
+    if results is None or step >= len(results[key]):
+        return None
+    return results[key][step]
+
+
+def classification_runs(logroot: str) -> list:
+    """(preset, its ExperimentConfig with the preset's log folder under ``logroot``) for every
+    Table 1 preset of the registry, in the registry's (the table's) order."""
+    from maml_tf.config import ExperimentConfig
+
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    runs = []
+    for preset in experiments.EXPERIMENTS.values():
+        if preset.kind != "supervised" or preset.paper != "Table 1":
+            continue
+        values = {k: v for k, v in preset.flags.items() if k in fields}
+        runs.append((preset, ExperimentConfig(**values, logdir=preset.logdir(logroot))))
+    return runs
+
+
+def result_csv(cfg) -> str:
+    """Where test mode writes the original-protocol result of ``cfg`` (evaluation's name)."""
+    return os.path.join(cfg.experiment_dir,
+                        result_basename(cfg.update_batch_size, cfg.update_lr) + ".csv")
+
+
+def _trained_iterations(experiment_dir: str) -> Optional[int]:
+    found = [int(m.group(1)) for m in (re.search(r"ckpt-(\d+)\.index$", p)
+                                       for p in glob.glob(os.path.join(experiment_dir, "ckpt-*")))
+             if m]
+    return max(found) + 1 if found else None
+
+
+def classification_table(logroot: str, paper: dict) -> str:
+    """Table 1: accuracy (%) after num_updates and after 10 steps, ours vs the paper's."""
+    lines = ["### Few-shot classification (paper Table 1): accuracy %, 600 test tasks", "",
+             "| configuration | tested after iterations | after num_updates steps | "
+             "after 10 steps | paper |", "|---|---|---|---|---|"]
+    for preset, cfg in classification_runs(logroot):
+        label = preset.label
+        reference = lookup(paper, preset.paper_key)
+        paper_cell = f"{reference[0]} +- {reference[1]}"
+        csv_path = result_csv(cfg)
+        iterations = _trained_iterations(cfg.experiment_dir)
+        if not os.path.exists(csv_path):
+            trained = f"(trained {iterations}, not tested)" if iterations else "-"
+            lines.append(f"| {label} | {trained} | - | - | {paper_cell} |")
+            continue
+        res = read_results(csv_path)
+        tested = tested_iteration(csv_path)
+        if tested is not None:
+            iterations = tested + 1
+        cells = [f"{100 * _at(res, s):.1f} +- {100 * _at(res, s, 'ci95'):.1f}"
+                 if _at(res, s) is not None else "-" for s in (cfg.num_updates, 10)]
+        lines.append(f"| {label} | {iterations or '-'} | {cells[0]} | {cells[1]} | "
+                     f"{paper_cell} |")
+    prior = paper["omniglot"]["prior_methods"]
+    lines += ["", "Prior methods in the paper's Table 1 (Omniglot, %): " + "; ".join(
+        f"{name} " + ", ".join(f"{k} {v}" for k, v in values.items())
+        for name, values in prior.items()) + ".",
+        "MiniImagenet baselines (%): " + "; ".join(
+            f"{name} {v['5way_1shot'][0]} / {v['5way_5shot'][0]}"
+            for name, v in paper["miniimagenet"]["baselines"].items()) + " (1-shot / 5-shot)."]
+    return "\n".join(lines)
+
+
+def plot_classification(logroot: str, paper: dict, plot_dir: str) -> list[str]:
+    """Table 1 as a bar chart: our accuracy after 10 steps (95% CI) beside the paper's.
+
+    First-order and second-order MiniImagenet bars stand side by side, which is the paper's
+    first-order comparison. Configurations without a test result are drawn as paper-only.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels, ours, ours_ci, theirs, theirs_ci = [], [], [], [], []
+    for preset, cfg in classification_runs(logroot):
+        label = preset.label
+        reference = lookup(paper, preset.paper_key)
+        csv_path = result_csv(cfg)
+        res = read_results(csv_path) if os.path.exists(csv_path) else None
+        labels.append(label.replace(" ", "\n", 1).replace(", ", "\n"))
+        ours.append(100 * _at(res, 10) if res else np.nan)
+        ours_ci.append(100 * _at(res, 10, "ci95") if res else 0)
+        theirs.append(reference[0])
+        theirs_ci.append(reference[1])
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(13, 4.2))
+    ax.bar(x - 0.2, theirs, 0.4, yerr=theirs_ci, label="paper", color="tab:gray", capsize=2)
+    ax.bar(x + 0.2, ours, 0.4, yerr=ours_ci, label="ours (after 10 steps)", color="tab:blue",
+           capsize=2)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("accuracy, % (95% CI)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Few-shot classification (Table 1); missing blue bar = not yet trained/tested")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(plot_dir, exist_ok=True)
+    path = os.path.join(plot_dir, "classification_table1.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
