@@ -27,6 +27,7 @@ ENTRY_POINTS = {"supervised": "main.py", "import": "import_tf1_checkpoint.py",
 TEST_SUFFIX = "_test"
 SINUSOID_KS = (5, 10, 20)   # the K of the sinusoid test entries (test_steps follow this order)
 DEFAULT_LOGROOT = "logs"
+ORIGINAL_UPDATE_LR = 0.001   # the original's --update_lr default
 
 
 class UnknownExperiment(ValueError):
@@ -279,9 +280,16 @@ def resolved_flags(name: str, overrides: Optional[dict] = None,
     overrides = dict(overrides or {})
     if test and experiment.test_steps and "update_lr" not in overrides:
         k = int(overrides.get("update_batch_size", values["update_batch_size"]))
-        values["update_lr"] = experiment.test_step(k)
+        _set_test_step(values, experiment.test_step(k))
     values.update(overrides)
     return values
+
+
+def _set_test_step(values: dict, step: float) -> None:
+    """The test entry's step size, written only where it differs from the training one (so
+    the flags stay the ones run.sh always passed)."""
+    if step != values.get("update_lr", ORIGINAL_UPDATE_LR):
+        values["update_lr"] = step
 
 
 def preset_args(name: str, command_line: Sequence[str] = (),
@@ -297,7 +305,7 @@ def preset_args(name: str, command_line: Sequence[str] = (),
     values = resolved_flags(name, {}, root)
     k = last_value(command_line, "update_batch_size")
     if test and experiment.test_steps and k is not None and k.isdigit():
-        values["update_lr"] = experiment.test_step(int(k))
+        _set_test_step(values, experiment.test_step(int(k)))
     return [f"--{key}={value}" for key, value in values.items()]
 
 
