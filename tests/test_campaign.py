@@ -45,7 +45,7 @@ def _fake_run(directory, checkpoints=(10000, 11000, 12000)):
 
 def test_status_reports_iterations_validation_and_milestones(tmp_path):
     _fake_run(str(tmp_path / FO_DIR))
-    table, started = campaign.status(str(tmp_path), campaign.compare.load_paper_numbers())
+    table, started = campaign.status(str(tmp_path), campaign.load_paper_numbers())
     rows = [line for line in table.splitlines() if "miniimagenet_1shot_fo" in line]
     assert len(rows) == 1 and len(started) == 1
     row = rows[0]
@@ -55,7 +55,7 @@ def test_status_reports_iterations_validation_and_milestones(tmp_path):
     assert f"10,000: 42.50 +- {ci:.2f}" in row
     assert "48.07 +- 1.75" in row  # the paper's first-order 1-shot number
     assert "miniimagenet_1shot |" not in table  # runs never started are not listed
-    path = campaign.plot(started, campaign.compare.load_paper_numbers(), str(tmp_path / "c.png"))
+    path = campaign.plot(started, campaign.load_paper_numbers(), str(tmp_path / "c.png"))
     assert os.path.getsize(path) > 10000
 
 
@@ -80,5 +80,5 @@ def test_pack_keeps_newest_milestones_events_and_results(tmp_path):
     assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-12000")
     assert len(written) >= 6
     # Unpacked elsewhere, status still reads the same run.
-    table, _ = campaign.status(str(target.parent.parent), campaign.compare.load_paper_numbers())
+    table, _ = campaign.status(str(target.parent.parent), campaign.load_paper_numbers())
     assert "12,001 of 60,000" in table and "10,000: 42.50" in table

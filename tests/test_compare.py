@@ -4,9 +4,23 @@ import os
 import numpy as np
 import pytest
 
-from maml_tf import compare, evaluation, sinusoid_compare
+from maml_tf import compare, evaluation
+from maml_tf.reporting import sinusoid as sinusoid_compare
+from maml_tf.reporting.paper import load_paper_numbers
 
-PAPER = compare.load_paper_numbers()
+PAPER = load_paper_numbers()
+
+
+def _recorded(monkeypatch, method):
+    """Calls of matplotlib's ``Axes.<method>`` (args), still drawn: what a figure shows."""
+    from matplotlib.axes import Axes
+    calls, original = [], getattr(Axes, method)
+
+    def record(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Axes, method, record)
+    return calls
 
 
 def _write(logroot, run, k, step_size, values):
@@ -94,13 +108,19 @@ def test_seed_table_gives_mean_and_range_over_seeds(tmp_path):
                       f"{max(medians):.2f}], 2 div. (0.35: 0/2 in)")
 
 
-def test_figure_is_written_only_when_something_was_tested(tmp_path):
+def test_figure_is_written_only_when_something_was_tested(tmp_path, monkeypatch):
     assert sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f")) is None
     values = _values([3.0, 0.4] + [0.2] * 9)
     values[0, 5:] = np.inf
     _write(tmp_path, "sine_lr0.001", 10, 0.001, values)
+    curves = _recorded(monkeypatch, "errorbar")
     path = sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f"))
-    assert os.path.getsize(path) > 10000
+    assert path == str(tmp_path / "f" / "sinusoid_mse_vs_steps.png") and os.path.exists(path)
+    [(steps, y)] = curves   # one run tested, at K = 10 only: one curve, from the file
+    assert list(steps) == list(range(11))
+    assert y[:5] == pytest.approx([3.0, 0.4, 0.2, 0.2, 0.2])
+    # from step 5 one task diverged: the median over tasks is drawn, not the mean
+    assert y[5:] == pytest.approx([np.median(values[:, j]) for j in range(5, 11)])
 
 
 def test_command_line_prints_only_the_requested_tables(tmp_path, capsys):
@@ -118,7 +138,7 @@ def test_command_line_prints_only_the_requested_tables(tmp_path, capsys):
     assert "sine_typo" in capsys.readouterr().err
 
 
-def test_classification_table_and_plot(tmp_path):
+def test_classification_table_and_plot(tmp_path, monkeypatch):
     from maml_tf.config import ExperimentConfig
 
     cfg = ExperimentConfig(datasource="omniglot", meta_batch_size=32, update_batch_size=1,
@@ -131,5 +151,9 @@ def test_classification_table_and_plot(tmp_path):
     row = next(l for l in table.splitlines() if l.startswith("| Omniglot 5-way 1-shot |"))
     assert row == "| Omniglot 5-way 1-shot | 60000 | 90.0 +- 0.0 | 90.0 +- 0.0 | 98.7 +- 0.4 |"
     assert "| MiniImagenet 5-way 1-shot | - | - | - | 48.7 +- 1.84 |" in table
+    bars = _recorded(monkeypatch, "bar")
     paths = compare.plot_classification(str(tmp_path), PAPER, str(tmp_path / "figs"))
-    assert os.path.getsize(paths[0]) > 1000
+    assert paths == [str(tmp_path / "figs" / "classification_table1.png")]
+    (_, paper_heights, _), (_, ours, _) = bars
+    assert ours[0] == pytest.approx(90.0) and np.isnan(ours[1:]).all()   # only 5-way 1-shot
+    assert paper_heights[0] == 98.7 and paper_heights[-1] == 63.15

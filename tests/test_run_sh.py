@@ -4,6 +4,7 @@ The RL round trip is tiny (2 tasks x 2 paths, 1 iteration) but goes through the 
 script itself, so a broken case pattern or flag spelling fails here, not in a user's
 overnight run.
 """
+import json
 import os
 import pickle
 import subprocess
@@ -29,9 +30,9 @@ def test_list_names_every_configuration(tmp_path):
     for name in ["sinusoid_experiment", "omniglot_5way_1shot", "omniglot_5way_5shot",
                  "omniglot_20way_1shot", "omniglot_20way_5shot", "omniglot_noconv_5way_1shot",
                  "omniglot_noconv_5way_5shot", "miniimagenet_1shot", "miniimagenet_5shot",
-                 "miniimagenet_1shot_fo", "miniimagenet_5shot_fo", "rl_ENV",
-                 "rl_ENV_pretrained", "rl_ENV_oracle", "rl_ENV_random", "rl_ENV_test",
-                 "rl_ENV_compare"]:
+                 "miniimagenet_1shot_fo", "miniimagenet_5shot_fo", "rl_point",
+                 "rl_cheetah_dir_pretrained", "rl_ant_dir_oracle", "rl_ant_vel_random",
+                 "rl_cheetah_vel_test", "rl_ENV_compare"]:
         assert name in names, name
         if not name.startswith(("rl_", "sinusoid_experiment")):
             assert f"{name}_test" in names, name
@@ -61,32 +62,40 @@ def test_rl_point_round_trip(tmp_path):
             result = pickle.load(handle)
         assert result["method"] == method and len(result["mean_per_step"]) == 4
     compared = run_sh("rl_point_compare", logroot=tmp_path).stdout
-    assert "-40.41" in compared and "-82.66" in compared   # paper's MAML and random rows
-    assert (tmp_path / "rl" / "point_curves.png").stat().st_size > 0
+    paper = json.load(open(os.path.join(ROOT, "docs", "paper_numbers.json")))
+    for method in ("maml", "random"):   # each row: our value from the file, the paper's
+        with open(tmp_path / "rl" / f"point_{method}" / f"test_{method}.pkl", "rb") as handle:
+            ours = pickle.load(handle)["mean_per_step"]
+        reference = paper["rl_average_return"]["point"][method]["mean_per_grad_step"]
+        rows = [line.split() for line in compared.splitlines()
+                if line.split()[:2] == ["point", method]]
+        assert [row[3] for row in rows] == [f"{value:.2f}" for value in ours]
+        assert [row[5] for row in rows] == [f"{value:.2f}" for value in reference[:4]]
+    assert (tmp_path / "rl" / "point_curves.png").exists()
 
 
-def test_rl_training_lines_pass_the_fd_step(tmp_path):
-    """Locomotion trains with the released optimizer's FD step (1.0), the point robot with the
-    documented one (the flag default); MAML lines add the released checkpoints' settings; a
-    stand-in interpreter records the command line."""
+def test_preset_names_route_to_their_entry_point(tmp_path):
+    """run.sh passes the preset's name and its environment overrides; what the name expands
+    to is tests/test_registry.py's. A stand-in interpreter records the command line."""
     echo = tmp_path / "echo_python"
     echo.write_text('#!/usr/bin/env bash\necho "$@"\n')
     echo.chmod(0o755)
-    env = dict(os.environ, LOGROOT=str(tmp_path), PY=str(echo))
 
-    def command(name):
-        return subprocess.run([RUN_SH, name], cwd=ROOT, env=env, capture_output=True,
-                              text=True, check=True).stdout.split()
+    def command(*args, **env):
+        return subprocess.run([RUN_SH, *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True, env=dict(os.environ, LOGROOT=str(tmp_path),
+                                                   PY=str(echo), **env)).stdout.split()
 
-    for name in ["rl_cheetah_dir", "rl_cheetah_vel_pretrained", "rl_ant_dir_oracle"]:
-        args = command(name)
-        assert "--fd_base_eps=1.0" in args and "--mode=train" in args, (name, args)
-    assert not any(a.startswith("--fd_base_eps") for a in command("rl_point"))
-    assert not any(a.startswith("--fd_base_eps") for a in command("rl_cheetah_dir_test"))
-    assert "--step_size=0.02" in command("rl_cheetah_dir")          # the released checkpoints
-    assert "--fast_batch_size=10" in command("rl_cheetah_vel")
-    assert not any(a.startswith("--step_size") for a in command("rl_cheetah_dir_pretrained"))
-    assert "--test_init=random" in command("rl_point_random")   # tanh: a flag default now
+    assert command("rl_cheetah_dir") == ["-m", "rl.main", "--experiment=rl_cheetah_dir",
+                                         f"--logroot={tmp_path}"]
+    assert command("rl_point", RL_ITERS="3")[-1] == "--n_itr=3"
+    assert command("rl_point_test", RL_ITERS="3")[-1] == f"--logroot={tmp_path}"
+    assert command("omniglot_5way_1shot_test", "--test_iter=5", OMNIGLOT="/o") == [
+        "main.py", "--experiment=omniglot_5way_1shot_test", f"--logroot={tmp_path}",
+        "--omniglot_folder=/o", "--test_iter=5"]
+    assert command("miniimagenet_1shot_authors", AUTHORS_CKPT="/a/model9")[:4] == [
+        "import_tf1_checkpoint.py", "--experiment=miniimagenet_1shot_authors",
+        f"--logroot={tmp_path}", "--tf1_checkpoint=/a/model9"]
 
 
 def _recorded_commands(tmp_path, *args, env_extra=None):
@@ -102,19 +111,16 @@ def _recorded_commands(tmp_path, *args, env_extra=None):
     return proc, [line.split() for line in record.read_text().splitlines()]
 
 
-def test_sinusoid_lines_and_the_pretrained_fine_tuning_step(tmp_path):
-    """MAML's main-job line is the original's (alpha 0.001 default); the pretrained model is
-    fine-tuned with the paper's Figure 6 steps unless a later flag says otherwise."""
-    _, [args] = _recorded_commands(tmp_path, "sinusoid_lr0.001")
-    assert "--metatrain_iterations=70000" in args
-    assert not any(a.startswith("--update_lr") for a in args)
-    for k, step in ((5, "0.01"), (10, "0.02"), (20, "0.02")):
-        _, [args] = _recorded_commands(tmp_path / str(k), "sinusoid_pretrained_test", str(k))
-        assert [a for a in args if a.startswith("--update_lr")][-1] == f"--update_lr={step}"
-        assert f"--update_batch_size={k}" in args and "--train_update_lr=0.01" in args
-    _, [args] = _recorded_commands(tmp_path / "o", "sinusoid_pretrained_test", "5",
+def test_sinusoid_test_entries_take_k_first(tmp_path):
+    """K as the first argument becomes --update_batch_size before the user's flags, so a
+    later --update_lr still wins over the preset's K-dependent step."""
+    _, [args] = _recorded_commands(tmp_path, "sinusoid_pretrained_test", "5",
                                    "--update_lr=0.003")
-    assert [a for a in args if a.startswith("--update_lr")][-1] == "--update_lr=0.003"
+    assert args == ["main.py", "--experiment=sinusoid_pretrained_test",
+                    f"--logroot={tmp_path}", "--update_batch_size=5", "--update_lr=0.003"]
+    _, [args] = _recorded_commands(tmp_path / "s", "sinusoid_lr0.001", env_extra={
+        "SINE_ITERS": "50"})
+    assert args[-1] == "--metatrain_iterations=50"
 
 
 def test_sinusoid_experiment_runs_both_methods_at_every_k(tmp_path):
@@ -122,15 +128,15 @@ def test_sinusoid_experiment_runs_both_methods_at_every_k(tmp_path):
                                         env_extra={"SINE_ITERS": "123"})
     assert proc.returncode == 0, proc.stderr
     main_runs = [c for c in commands if c and c[0] == "main.py"]
-    trainings = [c for c in main_runs if "--train=False" not in c]
-    tests = [c for c in main_runs if "--train=False" in c]
-    assert sorted(next(a for a in c if a.startswith("--logdir")) for c in trainings) == [
-        f"--logdir={tmp_path}/sine_lr0.001/", f"--logdir={tmp_path}/sine_pretrained/"]
-    assert all("--seed=3" in c for c in main_runs)
+    trainings = [c for c in main_runs if not c[1].endswith("_test")]
+    tests = [c for c in main_runs if c[1].endswith("_test")]
+    assert sorted(c[1] for c in trainings) == ["--experiment=sinusoid_lr0.001",
+                                               "--experiment=sinusoid_pretrained"]
+    assert all("--seed=3" in c and f"--logroot={tmp_path}" in c for c in main_runs)
     assert any("--metatrain_iterations=123" in c for c in trainings)
     assert any("--pretrain_iterations=123" in c for c in trainings)
-    tested = sorted((next(a for a in c if a.startswith("--logdir")),  # the last K wins
-                     [a for a in c if a.startswith("--update_batch_size=")][-1]) for c in tests)
+    tested = sorted((c[1], [a for a in c if a.startswith("--update_batch_size=")][-1])
+                    for c in tests)
     assert len(tested) == 6 and {k for _, k in tested} == {
         "--update_batch_size=5", "--update_batch_size=10", "--update_batch_size=20"}
     compare = next(c for c in commands if c[:2] == ["-m", "maml_tf.compare"])
