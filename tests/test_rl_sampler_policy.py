@@ -91,21 +91,28 @@ def test_sampler_shapes_masks_and_one_policy_call_per_step():
                                -(np.hypot(0.2, 0.2) + np.hypot(0.1, 0.1)))
 
 
-def test_worker_pool_matches_in_process_envs():
+@pytest.fixture(scope="module")
+def cheetah_pool():
+    """One pool of 2 spawned workers (2 half-cheetahs each) for the tests below: spawning is
+    the expensive part. The error test kills a worker, so it runs last."""
+    env = ProcessVectorEnv("cheetah_vel", 4, num_workers=2)
+    yield env
+    env.close()
+
+
+def test_worker_pool_matches_in_process_envs(cheetah_pool):
     tasks = [0.5, 1.5]
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(5, 4, 6))
     outputs = []
-    for env in (SerialVectorEnv([registry.make_env("cheetah_vel") for _ in range(4)]),
-                ProcessVectorEnv("cheetah_vel", 4, num_workers=2)):
-        try:
-            env.set_tasks([t for t in tasks for _ in range(2)])
-            trace = [env.reset(seed=123)]
-            for step in range(5):
-                trace.append(env.step(actions[step], np.ones(4, dtype=bool)))
-            outputs.append(trace)
-        finally:
-            env.close()
+    serial = SerialVectorEnv([registry.make_env("cheetah_vel") for _ in range(4)])
+    for env in (serial, cheetah_pool):
+        env.set_tasks([t for t in tasks for _ in range(2)])
+        trace = [env.reset(seed=123)]
+        for step in range(5):
+            trace.append(env.step(actions[step], np.ones(4, dtype=bool)))
+        outputs.append(trace)
+    serial.close()
     serial, pooled = outputs
     np.testing.assert_array_equal(pooled[0], serial[0])
     assert pooled[0].shape == (4, 20)
@@ -115,24 +122,23 @@ def test_worker_pool_matches_in_process_envs():
     assert np.all(np.isfinite(pooled[-1][1])) and not pooled[-1][2].any()
 
 
-def test_worker_errors_and_death_are_reported_not_hangs():
+def test_worker_errors_and_death_are_reported_not_hangs(cheetah_pool):
     """An unknown command, a command that raises, and a dead worker each raise WorkerError
     (the parent used to wait forever); the first two leave the worker serving."""
-    env = ProcessVectorEnv("point", 2, num_workers=1)
-    try:
-        env._send(0, ("jump", None))
-        with pytest.raises(WorkerError, match="unknown command 'jump'"):
-            env._receive(0)
-        env._send(0, ("reset_envs", (np.array([5]), np.array([0]))))   # it has envs 0, 1
-        with pytest.raises(WorkerError, match="reset_envs: IndexError"):
-            env._receive(0)
-        env.set_tasks([np.zeros(2), np.ones(2)])
-        assert env.reset(seed=0).shape == (2, 2)
-        env.processes[0].kill()
-        env.processes[0].join(timeout=10)
-        started = time.monotonic()
-        with pytest.raises(WorkerError, match="worker 0 .* died"):
-            env.step(np.zeros((2, 2)), np.ones(2, dtype=bool))
-        assert time.monotonic() - started < 5.0
-    finally:
-        env.close()
+    env = cheetah_pool
+    env._send(0, ("jump", None))
+    with pytest.raises(WorkerError, match="unknown command 'jump'"):
+        env._receive(0)
+    env._send(0, ("reset_envs", (np.array([5]), np.array([0]))))   # it has envs 0, 1
+    with pytest.raises(WorkerError, match="reset_envs: IndexError"):
+        env._receive(0)
+    env.set_tasks([0.5] * 4)
+    assert env.reset(seed=0).shape == (4, 20)                       # both still serve
+    env.processes[1].kill()
+    env.processes[1].join(timeout=10)
+    started = time.monotonic()
+    with pytest.raises(WorkerError, match="worker 1 .* died"):
+        env.step(np.zeros((4, 6)), np.ones(4, dtype=bool))
+    assert time.monotonic() - started < 5.0
+    with pytest.raises(WorkerError, match="unusable: environment worker 1"):
+        env.reset(seed=0)          # worker 0 may hold an unread answer: refuse, not misread

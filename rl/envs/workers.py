@@ -74,6 +74,7 @@ class ProcessVectorEnv(VectorTaskEnv):
                  num_workers: int = 2):
         num_workers = max(1, min(num_workers, num_envs))
         self.num_envs = num_envs
+        self.broken = ""   # why the pool cannot be used any more (a worker died)
         context = mp.get_context("spawn")
         bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
         self.slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -87,10 +88,12 @@ class ProcessVectorEnv(VectorTaskEnv):
             child.close()
             self.connections.append(parent)
             self.processes.append(process)
-        dims = [self._receive(index) for index in range(len(self.connections))]
+        dims = self._collect(range(len(self.connections)))
         self.observation_dim, self.action_dim = dims[0]
 
     def _send(self, index: int, message) -> None:
+        if self.broken:
+            raise WorkerError(f"the worker pool is unusable: {self.broken}")
         try:
             self.connections[index].send(message)
         except (BrokenPipeError, OSError) as error:
@@ -98,28 +101,41 @@ class ProcessVectorEnv(VectorTaskEnv):
 
     def _receive(self, index: int):
         """Worker ``index``'s answer, waiting only while the worker lives."""
-        connection, process = self.connections[index], self.processes[index]
-        try:
-            while not connection.poll(WORKER_POLL_SECONDS):
-                if not process.is_alive():
-                    raise self._dead(index, "it exited without answering")
-            status, value = connection.recv()
-        except (EOFError, ConnectionResetError, BrokenPipeError):
-            raise self._dead(index, "its connection closed") from None
-        if status != "ok":
-            raise WorkerError(f"environment worker {index} (pid {process.pid}): {value}")
-        return value
+        return self._collect([index])[0]
+
+    def _collect(self, indices):
+        """The answers of workers ``indices`` (each sent one request). Every answer is read
+        before an error is raised, so no stale answer is left in a pipe."""
+        answers, error = [], None
+        for index in indices:
+            connection, process = self.connections[index], self.processes[index]
+            try:
+                while not connection.poll(WORKER_POLL_SECONDS):
+                    if not process.is_alive():
+                        raise self._dead(index, "it exited without answering")
+                status, value = connection.recv()
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                raise self._dead(index, "its connection closed") from None
+            if status != "ok" and error is None:
+                error = WorkerError(f"environment worker {index} (pid {process.pid}): {value}")
+            answers.append(value)
+        if error is not None:
+            raise error
+        return answers
 
     def _dead(self, index: int, what: str) -> WorkerError:
+        """The error for a dead worker; the pool is unusable from then on (the other
+        workers may hold answers nobody will read)."""
         process = self.processes[index]
         process.join(timeout=WORKER_POLL_SECONDS)
-        return WorkerError(f"environment worker {index} (pid {process.pid}) died: {what}; "
-                           f"exit code {process.exitcode}")
+        self.broken = (f"environment worker {index} (pid {process.pid}) died: {what}; "
+                       f"exit code {process.exitcode}")
+        return WorkerError(self.broken)
 
     def _broadcast(self, command, payloads):
         for index, payload in enumerate(payloads):
             self._send(index, (command, payload))
-        return [self._receive(index) for index in range(len(self.connections))]
+        return self._collect(range(len(self.connections)))
 
     def set_tasks(self, tasks):
         if len(tasks) != self.num_envs:
@@ -139,8 +155,9 @@ class ProcessVectorEnv(VectorTaskEnv):
                 self._send(index, ("reset_envs", (indices[chosen] - part.start, seeds[chosen])))
                 parts.append((np.flatnonzero(chosen), index))
         obs = np.zeros((len(indices), self.observation_dim))
-        for positions, index in parts:
-            obs[positions] = self._receive(index)
+        answers = self._collect([index for _, index in parts])
+        for (positions, _), answer in zip(parts, answers):
+            obs[positions] = answer
         return obs
 
     def step(self, actions, active):
