@@ -89,8 +89,10 @@ flags.DEFINE_string("miniimagenet_folder", "./data/miniImagenet",
                     "`python -m data_generators.prepare_miniimagenet` (the original's path).")
 flags.DEFINE_integer("num_test_tasks", 600, "tasks evaluated in test mode (the original's "
                      "NUM_TEST_POINTS = 600).")
-flags.DEFINE_integer("test_batch_size", 50, "test-mode tasks evaluated per call (speed only: "
-                     "tasks never interact, so results do not depend on it).")
+flags.DEFINE_integer("test_batch_size", 50, "test-mode tasks drawn and evaluated per call. "
+                     "Sinusoid results do not depend on it; classification tasks draw their "
+                     "label order (and Omniglot rotations) per call, so keep the default to "
+                     "compare results.")
 flags.DEFINE_bool("overwrite", False, "delete the run already in the experiment directory "
                   "(checkpoints, summaries, test results) and start again; without it, "
                   "--resume=False over existing checkpoints is refused.")

@@ -152,6 +152,44 @@ def test_test_mode_csv_and_pickle(tmp_path):
     np.testing.assert_allclose(again["values"], values[:20], rtol=1e-4, atol=1e-6)
 
 
+def test_test_mode_chunks_have_one_size_and_keep_the_task_order():
+    """Test mode calls the learner with one chunk size only (one trace of its graph): tasks
+    are drawn 50 at a time as before, a short last chunk is padded to 50 with copies, every
+    task keeps its row and padded copies never reach the result."""
+    from data_generators.base import TaskBatch
+    from maml_tf.evaluation import evaluate_tasks
+
+    drawn, draws = [], []
+
+    def sample(n):  # task i has inputs filled with i, so rows can be traced back
+        ids = np.arange(len(drawn), len(drawn) + n, dtype=np.float32)
+        drawn.extend(ids)
+        draws.append(n)
+        fill = ids[:, None, None] * np.ones((n, 2, 1), np.float32)
+        return TaskBatch(fill, fill, fill, fill, None)
+
+    class Recorder:
+        sizes = []
+
+        def evaluate(self, batch, num_steps):
+            self.sizes.append(len(batch.inputa))
+            return {"losses": np.repeat(batch.inputa[:, :1, 0], num_steps + 1, axis=1)}
+
+    for num_tasks, expected_size in ((60, 50), (61, 50), (20, 20), (100, 50)):
+        drawn.clear()
+        draws.clear()
+        Recorder.sizes = []
+        values = evaluate_tasks(Recorder(), sample, num_tasks, 2, classification=False,
+                                batch_size=50)
+        assert set(Recorder.sizes) == {expected_size}
+        assert values.shape == (num_tasks, 3)
+        np.testing.assert_array_equal(values[:, 0], np.arange(num_tasks))
+        assert len(drawn) == num_tasks
+        assert Recorder.sizes == [expected_size] * -(-num_tasks // 50)
+        # drawn as before padding existed, so classification draws are unchanged
+        assert draws == [50] * (num_tasks // 50) + ([num_tasks % 50] if num_tasks % 50 else [])
+
+
 def test_saved_model_reloads_in_fresh_process(tmp_path):
     export_dir = str(tmp_path / "export")
     experiment.run(sine_cfg(tmp_path, metatrain_iterations=100, export_dir=export_dir,
