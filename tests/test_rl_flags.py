@@ -8,14 +8,46 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Every case runs through rl.main's own entry (absl's app.run with the project's flag
+# parser), but all cases share ONE Python process: each started process costs several
+# seconds of imports on a slow CI machine, and there were 23 of them. Flags are reset to
+# their defaults before each case, so no case sees another's values.
+_DRIVER = """
+import contextlib, dataclasses, io, json, sys, traceback
+import maml_tf
+from absl import app
+from flags import common
+from rl import main
 
-def _run(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "rl.main", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+def command_line(args):
+    main.FLAGS.unparse_flags()
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err):
+        try:
+            app.run(main.main, argv=["rl.main", *args],
+                    flags_parser=common.parse_with_experiment(("rl",)))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    return {"returncode": code, "stderr": err.getvalue()}
 
+def resolved(args):
+    main.FLAGS.unparse_flags()
+    main.FLAGS(["rl.main", *args])
+    config = dataclasses.asdict(main.eval_config())
+    config["nonlinearity"] = main.train_config().policy.nonlinearity
+    return config
 
-@pytest.mark.parametrize("args, message", [
+out = {}
+for key, (kind, args) in json.load(sys.stdin).items():
+    out[key] = command_line(args) if kind == "run" else resolved(args)
+print("RESULTS " + json.dumps(out, default=str))
+"""
+
+BAD_FLAGS = [
     (["--env_name=cheetah"], "unknown environment 'cheetah'"),
     (["--task=antt"], "unknown environment 'antt'"),
     (["--meta_batch_size=0"], "--meta_batch_size must be a positive integer"),
@@ -25,22 +57,9 @@ def _run(*args):
     (["--test_checkpoint=newest"], "--test_checkpoint must be"),
     (["--discount=1.5"], "--discount must be in (0, 1]"),
     (["--mode=export"], "--mode=export needs --export_dir"),
-])
-def test_bad_flags_fail_before_any_work(args, message):
-    result = _run(*args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+]
 
-
-def test_missing_checkpoint_is_a_usage_error(tmp_path):
-    result = _run("--mode=test", f"--logdir={tmp_path}", "--test_num_episodes=2")
-    assert result.returncode != 0
-    assert "no checkpoint in" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize("args, expected", [
+PROTOCOL = [
     (["--env_name=point", "--mode=test", "--test_init=random"],
      dict(method="random", fast_lr=0.5, lr_decay=0.5, goal_seed=1, episodes_per_task=40,
           nonlinearity="tanh")),
@@ -67,16 +86,44 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path):
     (["--env_name=ant_vel", "--mode=test", "--test_init=random", "--test_fast_lr=0.3",
       "--test_lr_decay=1", "--test_goal_seed=5"],
      dict(method="random", fast_lr=0.3, lr_decay=1.0, goal_seed=5, episodes_per_task=20)),
-])
-def test_test_protocol_defaults_follow_the_released_test_scripts(args, expected):
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case's outcome, computed in one process (see _DRIVER)."""
+    empty = tmp_path_factory.mktemp("no_checkpoint")
+    cases = {f"bad{i}": ("run", args) for i, (args, _) in enumerate(BAD_FLAGS)}
+    cases["missing"] = ("run", ["--mode=test", f"--logdir={empty}", "--test_num_episodes=2"])
+    cases.update({f"protocol{i}": ("resolve", args) for i, (args, _) in enumerate(PROTOCOL)})
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps(cases),
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULTS ")]
+    return json.loads(line[len("RESULTS "):])
+
+
+@pytest.mark.parametrize("index", range(len(BAD_FLAGS)))
+def test_bad_flags_fail_before_any_work(outcomes, index):
+    message = BAD_FLAGS[index][1]
+    result = outcomes[f"bad{index}"]
+    assert result["returncode"] != 0
+    assert message in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+
+
+def test_missing_checkpoint_is_a_usage_error(outcomes):
+    result = outcomes["missing"]
+    assert result["returncode"] != 0
+    assert "no checkpoint in" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+
+
+@pytest.mark.parametrize("index", range(len(PROTOCOL)))
+def test_test_protocol_defaults_follow_the_released_test_scripts(outcomes, index):
     """maml_rl's test_maml_*.py step sizes, batch sizes, goal seeds and (point random
     baseline) nonlinearity per task and method; an explicit flag wins."""
-    script = ("import dataclasses, json, sys; from rl import main; main.FLAGS(sys.argv); "
-              "config = dataclasses.asdict(main.eval_config()); "
-              "config['nonlinearity'] = main.train_config().policy.nonlinearity; "
-              "print(json.dumps(config))")
-    result = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    config = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = PROTOCOL[index][1]
+    config = outcomes[f"protocol{index}"]
     assert {key: config[key] for key in expected} == expected
