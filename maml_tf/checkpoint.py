@@ -48,14 +48,20 @@ def checkpoint_problem(prefix: str) -> Optional[str]:
 
     Reads every tensor: TensorFlow checks each shard's checksums on read, so a truncated or
     flipped file is found here rather than half-way through a restore. Non-finite floats
-    count as damage: such weights are useless for training and testing alike.
+    count as damage (such weights are useless for training and testing alike), except an
+    infinite scalar: that is a record's "none yet" value, e.g. an RL run's best return before
+    its first iteration (a run killed then must resume from that ``ckpt-0``, not call it
+    damaged). NaN is damage everywhere.
     """
     try:
         reader = tf.train.load_checkpoint(prefix)
         for key, dtype in reader.get_variable_to_dtype_map().items():
-            value = reader.get_tensor(key)
-            if dtype.is_floating and not np.all(np.isfinite(value)):
-                return f"holds non-finite values (NaN or inf) in {key}"
+            value = np.asarray(reader.get_tensor(key))
+            if not dtype.is_floating or np.all(np.isfinite(value)):
+                continue
+            if value.size == 1 and not np.isnan(value).any():
+                continue
+            return f"holds non-finite values (NaN or inf) in {key}"
     except Exception as error:   # noqa: BLE001 -- any failure to read it whole is damage
         # (OpError for bad sstables and checksums, IndexError for a truncated data shard)
         message = getattr(error, "message", None) or str(error) or type(error).__name__

@@ -212,6 +212,22 @@ def test_test_mode_refuses_non_finite_weights(finished_run, tmp_path):
                        log=Log())
 
 
+def test_an_infinite_scalar_record_is_not_damage_but_nan_and_inf_weights_are(tmp_path):
+    """An RL run's ckpt-0 holds best_return = -inf (no iteration yet): a kill -9 right after
+    it must resume from it. NaN anywhere, and inf inside a weight array, are damage."""
+    from maml_tf.checkpoint import checkpoint_problem
+
+    def saved(name, best, weights):
+        checkpoint = tf.train.Checkpoint(best_return=tf.Variable(best, dtype=tf.float64),
+                                         weights=tf.Variable(weights, dtype=tf.float32))
+        return checkpoint.write(str(tmp_path / name))
+
+    assert checkpoint_problem(saved("fresh", -np.inf, [1.0, 2.0])) is None
+    assert "non-finite" in checkpoint_problem(saved("nan_scalar", np.nan, [1.0, 2.0]))
+    assert "weights" in checkpoint_problem(saved("inf_weight", 0.0, [1.0, np.inf]))
+    assert "weights" in checkpoint_problem(saved("nan_weight", 0.0, [np.nan, 1.0]))
+
+
 def test_changed_meta_lr_is_applied_on_resume_with_a_line(finished_run, tmp_path):
     logdir, directory = copy_run(finished_run, tmp_path)
     log = Log()
