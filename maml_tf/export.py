@@ -104,7 +104,7 @@ class _ExportedMetaLearner(tf.Module):
         # graph itself uses the Python values.
         self.update_lr = tf.Variable(spec.update_lr, dtype=model.dtype, trainable=False)
         self.num_steps = tf.Variable(num_steps, dtype=tf.int32, trainable=False)
-        forward = model.functional_forward
+        forward = model.forward
         dtype = model.dtype
 
         def current():
@@ -124,14 +124,14 @@ class _ExportedMetaLearner(tf.Module):
             params, shared = current()
             trajectory, _, _ = maml.adapt(model, params, shared, support_inputs[None],
                                           support_labels[None], spec, num_steps)
-            return {"predictions": forward(trajectory[-1], query_inputs[None], shared)[0]}
+            return {"predictions": forward(query_inputs[None], params=trajectory[-1], shared=shared)[0]}
 
         @tf.function(input_signature=[tf.TensorSpec([None, model.dim_input], dtype,
                                                      name="inputs")])
         def predict(inputs):
             inputs = checked_rows(inputs, "inputs", model.dim_input, allow_empty=True)
             params, shared = current()
-            return {"predictions": forward(params, inputs[None], shared)[0]}
+            return {"predictions": forward(inputs[None], params=params, shared=shared)[0]}
 
         self.adapt_and_predict = adapt_and_predict
         self.predict = predict

@@ -109,10 +109,6 @@ class MetaModel(keras.Model):
     def _forward(self, inputs, params: dict, shared: dict):
         raise NotImplementedError
 
-    def functional_forward(self, params: dict, inputs, shared: Optional[dict] = None):
-        """The former argument order, kept for callers not yet moved to :meth:`forward`."""
-        return self.forward(inputs, params=params, shared=shared)
-
     def call(self, inputs):
         """Single-task forward with the model's own weights: [examples, dim_input]."""
         return self.forward(inputs[None])[0]

@@ -86,7 +86,7 @@ def main():
             for name, p, style in (("pre-update", params, ":"),
                                    ("1 grad step", trajectory[0], "--"),
                                    ("10 grad steps", trajectory[9], "-")):
-                ax.plot(grid[0, :, 0], model.functional_forward(p, grid).numpy()[0, :, 0],
+                ax.plot(grid[0, :, 0], model.forward(grid, params=p).numpy()[0, :, 0],
                         style, color="tab:green", label=name, alpha=0.9)
             ax.plot(x[0, :, 0], y[0, :, 0], "^", color="purple", label=f"{k} points used")
             ax.set_title(f"{RUN_BY_FOLDER[run].label}, K={k}, step {lr:g}", fontsize=9)

@@ -206,8 +206,6 @@ def test_task_batched_forward_equals_per_task_forward():
               for n, v in model.adapted.items()}
     x = tf.constant(rng.uniform(size=(3, 4, 16 * 16 * 3)), tf.float32)
     together = model.forward(x, params=params).numpy()
-    # the former argument order, kept for callers not yet moved, is the same function
-    np.testing.assert_array_equal(model.functional_forward(params, x).numpy(), together)
     for t in range(3):
         alone = model.forward(x[t:t + 1], params={n: p[t:t + 1] for n, p in params.items()})
         np.testing.assert_allclose(together[t], alone.numpy()[0], rtol=1e-4, atol=1e-4)

@@ -206,7 +206,7 @@ def test_saved_model_reloads_in_fresh_process(tmp_path):
     trajectory, _, _ = maml.adapt(learner.model, learner.model.tiled_parameters(1),
                                   learner.model.shared_parameters(), batch.inputa,
                                   batch.labela, spec, 3)
-    expected = learner.model.functional_forward(trajectory[-1], batch.inputb).numpy()[0]
+    expected = learner.model.forward(batch.inputb, params=trajectory[-1]).numpy()[0]
     np.save(tmp_path / "inputs.npy", np.stack([batch.inputa[0], batch.labela[0],
                                                batch.inputb[0]]))
     script = textwrap.dedent(f"""
