@@ -325,8 +325,10 @@ def _wait_for(process, text, timeout=120):
 
 
 def test_signals_lock_and_kill_as_a_user_meets_them(own_tmp):
-    """SIGINT twice: one save holding exactly its iterations and one line; a second trainer
-    is refused; kill -9 then resume continues from the newest intact checkpoint."""
+    """SIGTERM (what a scheduler or `kill` sends) during training, then SIGINT during the
+    save: one save holding exactly its iterations and one line; a second trainer is refused;
+    kill -9 then resume continues from the newest intact checkpoint. (SIGINT alone is
+    tested on a background RL run in test_crash_safety_rl.py.)"""
     directory = sine_cfg(own_tmp).experiment_dir
     first = _start(own_tmp, "--metatrain_iterations=1000000", "--checkpoint_interval=500")
     _wait_for(first, "Done initializing")
@@ -339,12 +341,20 @@ def test_signals_lock_and_kill_as_a_user_meets_them(own_tmp):
     assert first.poll() is None, first.communicate()
     assert second.returncode == 2 and "in use by another training process" in err, out[:3000]
     time.sleep(3)
-    first.send_signal(signal.SIGINT)
-    first.send_signal(signal.SIGINT)    # a second Ctrl-C must not cut the save short
+    first.send_signal(signal.SIGTERM)
+    # (sent together, Python would handle the pending SIGINT first: wait for the SIGTERM)
+    received = ""
+    while not received.splitlines()[-1:] or not received.splitlines()[-1].startswith(
+            "SIGTERM received"):
+        line = first.stderr.readline()
+        assert line, received
+        received += line
+    first.send_signal(signal.SIGINT)    # a further signal must not cut the save short
     out, err = first.communicate(timeout=120)
-    assert first.returncode == 130, err
+    err = received + err
+    assert first.returncode == 143, err
     assert "Traceback" not in err
-    final = [line for line in err.splitlines() if line.startswith("Stopped by SIGINT")]
+    final = [line for line in err.splitlines() if line.startswith("Stopped by SIGTERM")]
     assert len(final) == 1, err
     saved = int(final[0].split("after iteration ")[1].split(":")[0])
     prefix = os.path.join(directory, f"ckpt-{saved}")
