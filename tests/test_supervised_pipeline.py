@@ -190,6 +190,20 @@ def test_test_mode_chunks_have_one_size_and_keep_the_task_order():
         assert draws == [50] * (num_tasks // 50) + ([num_tasks % 50] if num_tasks % 50 else [])
 
 
+def test_diverged_tasks_summarize_without_numpy_warnings():
+    """A diverged task's huge MSE gives inf in the summary, as the original's CSV would,
+    but no RuntimeWarning on the screen (the comparison reports such tasks itself)."""
+    import warnings
+    from maml_tf.evaluation import summarize
+
+    values = np.array([[1.0, 1.0], [3.0, 3e300]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means, stds, ci95 = summarize(values)
+    np.testing.assert_allclose(means, [2.0, 1.5e300])
+    assert stds[0] == 1.0 and np.isinf(stds[1]) and np.isinf(ci95[1])
+
+
 def test_saved_model_reloads_in_fresh_process(tmp_path):
     export_dir = str(tmp_path / "export")
     experiment.run(sine_cfg(tmp_path, metatrain_iterations=100, export_dir=export_dir,
