@@ -51,6 +51,18 @@ flags.DEFINE_integer("num_grad_updates", 1, "inner policy-gradient steps during 
 flags.DEFINE_integer("n_itr", 100, "meta-iterations (the paper ran up to 500)")
 flags.DEFINE_boolean("use_maml", True, "False: the pretrained baseline (TRPO on all tasks, "
                                        "no inner step)")
+flags.DEFINE_enum("pretrain_optimizer", "trpo", ["trpo", "adam"],
+                  "--use_maml=False: how the baseline is trained. 'trpo' plain TRPO (the "
+                  "released cluster_trpo_*.py and trpo_point.py baselines); 'adam' one "
+                  "full-batch Adam step per iteration on the policy-gradient surrogate "
+                  "(maml_trpo_point.py with use_maml=False: MAMLNPO swaps in "
+                  "FirstOrderOptimizer, Adam lr 1e-3)")
+flags.DEFINE_float("pretrain_lr", 1e-3, "--pretrain_optimizer=adam: Adam's learning rate "
+                   "(FirstOrderOptimizer's default 1e-3)")
+flags.DEFINE_boolean("fixed_goals", False, "draw the meta-batch's goals once (from --seed) "
+                     "and keep them in every iteration, as plain TRPO on maml_rl's "
+                     "goal-randomised environments did (reset without a goal keeps the "
+                     "first one drawn); default: fresh goals every iteration")
 flags.DEFINE_float("step_size", 0.01, "TRPO's bound on the mean KL divergence")
 flags.DEFINE_float("discount", 0.99, "discount factor")
 flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minus baseline)")
@@ -103,6 +115,11 @@ flags.DEFINE_string("test_checkpoint", "best", "'best', 'latest' or an iteration
 flags.DEFINE_enum("test_init", "checkpoint", ["checkpoint", "random"],
                   "start the test from a checkpoint or from a random initialisation "
                   "(the random baseline; uses --seed)")
+flags.DEFINE_enum("test_random_init", None, ["shared", "per_goal"],
+                  "--test_init=random: 'shared' one initialisation (--seed) for every goal, "
+                  "or 'per_goal' goal i from a fresh initialisation of seed i. Default as the "
+                  "released test scripts: per_goal for cheetah_dir and ant_dir (seed=goal_i), "
+                  "shared otherwise")
 flags.DEFINE_integer("test_num_tasks", 40, "test tasks")
 flags.DEFINE_integer("test_num_episodes", None, "trajectories per task and step at test time; "
                      "default as the released test scripts: 40 (point), 20 (locomotion), "
@@ -167,6 +184,8 @@ flags.register_validator("cg_damping", lambda v: math.isfinite(v) and v >= 0,
                          message="--cg_damping must be >= 0 and finite")
 flags.register_validator("backtrack_ratio", lambda v: 0 < v < 1,
                          message="--backtrack_ratio must be in (0, 1)")
+flags.register_validator("pretrain_lr", lambda v: math.isfinite(v) and v > 0,
+                         message="--pretrain_lr must be > 0 and finite")
 flags.register_validator("init_std", lambda v: math.isfinite(v) and v > 0,
                          message="--init_std must be > 0 and finite")
 flags.register_validator(
@@ -175,6 +194,14 @@ flags.register_validator(
 flags.register_validator(
     "test_checkpoint", lambda v: v in ("best", "latest") or (v.isdigit()),
     message="--test_checkpoint must be 'best', 'latest' or a non-negative iteration number")
+
+
+@flags.multi_flags_validator(["pretrain_optimizer", "use_maml"],
+                             message="--pretrain_optimizer=adam trains the pretrained "
+                                     "baseline: it needs --use_maml=False (MAML meta-trains "
+                                     "with TRPO)")
+def _adam_only_pretrained(values):
+    return values["pretrain_optimizer"] == "trpo" or not values["use_maml"]
 
 
 @flags.multi_flags_validator(["logdir", "mode"])

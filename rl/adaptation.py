@@ -74,6 +74,9 @@ class PolicyAdapter:
         self.fast_lr = fast_lr
         self.dtype = policy.log_std.dtype
         self._adapt_fn = tf.function(self._adapt, reduce_retracing=True)
+        self._adapt_from_fn = tf.function(
+            lambda params, batches, lrs: adapt(self.policy, params, batches, lrs),
+            reduce_retracing=True)
         self._sample_fn = tf.function(self.policy.forward, reduce_retracing=True)
 
     def _adapt(self, flat_params, batches, lrs):
@@ -87,6 +90,12 @@ class PolicyAdapter:
         lrs = lrs or [self.fast_lr] * len(batches)
         return self._adapt_fn(flat_params, tuple(batches),
                               tuple(tf.constant(lr, self.dtype) for lr in lrs))
+
+    def adapted_from(self, params: dict, batches, lrs) -> dict:
+        """As :meth:`adapted_params` from per-task starting parameters (K, ...), e.g. one
+        random initialisation per goal (the random baseline of the direction tasks)."""
+        return self._adapt_from_fn(params, tuple(batches),
+                                   tuple(tf.constant(lr, self.dtype) for lr in lrs))
 
     def sampling_policy(self, params: dict | None):
         """``policy_fn`` for the sampler: numpy (K, N, obs) -> numpy (mean, log_std), with

@@ -25,6 +25,10 @@ class TrainConfig:
     #: (rl.samplers.Budget; flags default to the released script's choice per task)
     sampling: str = "fixed"
     sampling_lanes: int = 8         # per_task: paths rolled out at once (rllab n_parallel)
+    #: the meta-batch's goals drawn once (from the seed) and kept in every iteration: plain
+    #: TRPO on a goal-randomised environment reset without a goal (the released
+    #: cluster_trpo_*.py pretrained baselines)
+    fixed_goals: bool = False
     max_path_length: int = 100
     n_itr: int = 100
     discount: float = 0.99
@@ -60,3 +64,7 @@ class EvalConfig:
     #: in flight completed (rl.samplers.Budget)
     sampling: str = "fixed"
     sampling_lanes: int = 4
+    #: --test_init=random: "shared", one initialisation (seed) for every goal, or "per_goal",
+    #: goal i starts from the initialisation of seed i (test_maml_cheetah_direc.py and
+    #: test_maml_ant_direc.py build the policy per goal under seed=goal_i)
+    random_init: str = "shared"

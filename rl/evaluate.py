@@ -15,6 +15,7 @@ import os
 import pickle
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from rl.config import EvalConfig
@@ -36,9 +37,19 @@ def protocol_tasks(env_name: str, num_tasks: int, goal_seed: int, oracle: bool =
     return make_env(env_name, oracle).sample_tasks(num_tasks, np.random.RandomState(goal_seed))
 
 
+def per_goal_initialisations(make_policy, num_tasks: int) -> dict:
+    """Parameters (num_tasks, ...) whose row i is the fresh initialisation of seed i:
+    ``make_policy(seed)`` builds the policy. The released direction test scripts built the
+    random policy inside the loop over goals under ``seed=goal_i``."""
+    rows = [make_policy(i).meta_parameters() for i in range(num_tasks)]
+    return {name: tf.stack([row[name] for row in rows]) for name in rows[0]}
+
+
 def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
-             gae_lambda: float = 1.0) -> dict:
-    """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks)."""
+             gae_lambda: float = 1.0, initial: dict | None = None) -> dict:
+    """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks).
+    ``initial``: per-goal starting parameters (num_tasks, ...) instead of ``policy``'s own
+    (whose architecture they must have)."""
     tasks = protocol_tasks(cfg.env_name, cfg.num_tasks, cfg.goal_seed, cfg.oracle)
     sampler, env = make_sampler(cfg.env_name, cfg.num_tasks, cfg.episodes_per_task,
                                 cfg.max_path_length, cfg.sampling, cfg.sampling_lanes,
@@ -47,7 +58,7 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         adapter = PolicyAdapter(policy, cfg.fast_lr)
         theta = policy.get_flat()
         lrs = step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)
-        batches, returns, trajectories, params, paths = [], [], [], None, []
+        batches, returns, trajectories, params, paths = [], [], [], initial, []
         for step in range(cfg.num_steps + 1):
             episodes = sampler.sample(tasks, adapter.sampling_policy(params),
                                       seed=cfg.seed * 1000 + step)
@@ -62,7 +73,10 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
                 break
             batches.append(to_sample_batch(compute_advantages(episodes, discount, gae_lambda),
                                            adapter.dtype))
-            params = adapter.adapted_params(theta, batches, lrs[:len(batches)])
+            if initial is None:
+                params = adapter.adapted_params(theta, batches, lrs[:len(batches)])
+            else:
+                params = adapter.adapted_from(initial, batches, lrs[:len(batches)])
     finally:
         env.close()
     returns = np.stack(returns)

@@ -50,7 +50,7 @@ def train_config():
         checkpoint_every=FLAGS.checkpoint_every, checkpoint_minutes=FLAGS.checkpoint_minutes,
         num_workers=rl_flags.resolved("num_workers"),
         sampling=rl_flags.resolved("sampling"),
-        sampling_lanes=rl_flags.resolved("sampling_lanes"),
+        sampling_lanes=rl_flags.resolved("sampling_lanes"), fixed_goals=FLAGS.fixed_goals,
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
                             FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),
         trpo=TRPOConfig(
@@ -58,7 +58,8 @@ def train_config():
             use_maml=FLAGS.use_maml, step_size=FLAGS.step_size, cg_iters=FLAGS.cg_iters,
             cg_damping=FLAGS.cg_damping, backtrack_ratio=FLAGS.backtrack_ratio,
             max_backtracks=FLAGS.max_backtracks, hvp=rl_flags.resolved("hvp"),
-            fd_base_eps=FLAGS.fd_base_eps))
+            fd_base_eps=FLAGS.fd_base_eps, pretrain_optimizer=FLAGS.pretrain_optimizer,
+            pretrain_lr=FLAGS.pretrain_lr))
 
 
 def eval_config():
@@ -72,7 +73,8 @@ def eval_config():
         lr_decay=rl_flags.resolved("test_lr_decay"),
         goal_seed=rl_flags.resolved("test_goal_seed"), seed=FLAGS.seed,
         num_workers=rl_flags.resolved("num_workers"), method=method,
-        sampling=rl_flags.resolved("test_sampling"))
+        sampling=rl_flags.resolved("test_sampling"),
+        random_init=rl_flags.resolved("test_random_init"))
 
 
 # Flags test and export take from the run's record when the command line leaves them out:
@@ -158,11 +160,19 @@ def restore_policy(train_cfg, oracle: bool):
 
 
 def run_test(train_cfg) -> None:
-    from rl.evaluate import evaluate, save_results
+    from rl.envs.registry import make_env
+    from rl.evaluate import evaluate, per_goal_initialisations, save_results
+    from rl.trainer import build_policy
 
     cfg = eval_config()
     policy = restore_policy(train_cfg, cfg.oracle)
-    result = evaluate(policy, cfg, FLAGS.discount, FLAGS.gae_lambda)
+    initial = None
+    if FLAGS.test_init == "random" and cfg.random_init == "per_goal":
+        space = make_env(train_cfg.env_name, cfg.oracle)
+        dims = (space.observation_space.shape[0], space.action_space.shape[0])
+        initial = per_goal_initialisations(
+            lambda seed: build_policy(train_cfg.policy, *dims, seed), cfg.num_tasks)
+    result = evaluate(policy, cfg, FLAGS.discount, FLAGS.gae_lambda, initial)
     path = FLAGS.test_results or os.path.join(FLAGS.logdir, f"test_{cfg.method}.pkl")
     pickle_path, csv_path = save_results(result, path)
     means = " ".join(f"{m:.2f}" for m in result["mean_per_step"])
@@ -172,10 +182,9 @@ def run_test(train_cfg) -> None:
 
 def run_export(train_cfg) -> None:
     from rl.export import export_policy
-    from rl.maml_trpo import MAMLTRPO
 
     policy = restore_policy(train_cfg, train_cfg.oracle)
-    path = export_policy(MAMLTRPO(policy, train_cfg.trpo), FLAGS.export_dir)
+    path = export_policy(policy, FLAGS.export_dir, fast_lr=train_cfg.trpo.fast_lr)
     print(f"exported the {train_cfg.env_name} policy ({FLAGS.test_checkpoint}) to {path}")
 
 

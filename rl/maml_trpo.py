@@ -30,10 +30,6 @@ from rl.adaptation import PolicyAdapter, SampleBatch, masked_task_mean, to_sampl
 from rl.episodes import Episodes
 from rl.policies import GaussianMLPPolicy, gaussian
 
-#: Former names of the policy-gradient batch, kept for callers not yet moved to
-#: ``rl.adaptation`` (``TaskBatch`` is also the supervised data's type: a different thing).
-TaskBatch = SampleBatch
-to_task_batch = to_sample_batch
 #: The post-update batch plus the sampling (old) policy's Gaussian parameters.
 ValidBatch = collections.namedtuple(
     "ValidBatch", ["obs", "actions", "advantages", "mask", "old_mean", "old_log_std"])
@@ -56,6 +52,10 @@ class TRPOConfig:
     max_backtracks: int = 15
     hvp: str = "fd"                # "fd" (original) or "exact" (double backprop)
     fd_base_eps: float = 1e-8      # documented; the released optimizer passed 1.0 (docs/RL.md)
+    #: use_maml=False only: "trpo" (the released locomotion and oracle scripts, plain TRPO)
+    #: or "adam" (maml_trpo_point.py with use_maml=False: one Adam step, rl.pretrain)
+    pretrain_optimizer: str = "trpo"
+    pretrain_lr: float = 1e-3      # FirstOrderOptimizer's default Adam learning rate
 
 
 class MAMLTRPO:
@@ -66,9 +66,10 @@ class MAMLTRPO:
     Example::
 
         learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.1, step_size=0.01))
-        pre = compute_advantages(sampler.sample(tasks, learner.sampling_policy(None), 0), .99, 1)
-        params = learner.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
-        post = compute_advantages(sampler.sample(tasks, learner.sampling_policy(params), 1), .99, 1)
+        adapter = learner.adapter
+        pre = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(None), 0), .99, 1)
+        params = adapter.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
+        post = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(params), 1), .99, 1)
         info = learner.meta_step([pre], post)      # policy's variables updated in place
     """
 
@@ -84,16 +85,6 @@ class MAMLTRPO:
         self._kl_grad_fn = tf.function(self._kl_grad, reduce_retracing=True)
         self._exact_hvp_fn = tf.function(self._exact_hvp, reduce_retracing=True)
         self._old_dist_fn = tf.function(self._post_update_dist, reduce_retracing=True)
-
-    # ------------------------------------------------------------------ adaptation
-    # The trainer samples with the adapter through these two (it holds only the learner).
-    def adapted_params(self, flat_params, train_batches, lrs=None) -> dict:
-        """Per-task parameters after len(train_batches) inner steps (tensors, (K, ...))."""
-        return self.adapter.adapted_params(flat_params, train_batches, lrs)
-
-    def sampling_policy(self, params: dict | None):
-        """``policy_fn`` for the sampler: numpy (K, N, obs) -> numpy (mean, log_std)."""
-        return self.adapter.sampling_policy(params)
 
     # ------------------------------------------------------------------ meta objective
     def _post_update_params(self, flat_params, train_batches, num_tasks):

@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maml_tf import core
 
 with warnings.catch_warnings():
     # TFP's version check imports distutils (DeprecationWarning on Python 3.11).
@@ -38,7 +37,7 @@ class GaussianMLPPolicy(keras.Model):
     Example::
 
         policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(100, 100), seed=1)
-        params = tile_params(policy.meta_parameters(), 20)         # 20 tasks
+        params = core.tile_params(policy.meta_parameters(), 20)    # 20 tasks
         mean, log_std = policy.forward(obs, params=params)          # obs (20, M, 2)
         actions = policy(obs, params=params).sample()
     """
@@ -106,10 +105,6 @@ class GaussianMLPPolicy(keras.Model):
         ``tf.Variable``s (``tape.watch`` rejects them); gradients still reach the variables."""
         return {name: variable.value for name, variable in self.named_variables()}
 
-    def initial_params(self) -> dict:
-        """The former name of :meth:`meta_parameters`."""
-        return self.meta_parameters()
-
     def get_flat(self) -> tf.Tensor:
         return flatten_params(self.meta_parameters(), self.param_names)
 
@@ -138,10 +133,6 @@ class GaussianMLPPolicy(keras.Model):
         log_std = tf.broadcast_to(tf.expand_dims(params["log_std"], -2), tf.shape(mean))
         return mean, log_std
 
-    def mean_and_log_std(self, obs, params: dict | None = None):
-        """The former name of :meth:`forward`."""
-        return self.forward(obs, params=params)
-
     def call(self, obs, params: dict | None = None):
         """The action distribution (a TFP distribution over the last axis)."""
         mean, log_std = self.forward(obs, params=params)
@@ -157,6 +148,3 @@ def gaussian(mean, log_std):
 def flatten_params(params: dict, names: list) -> tf.Tensor:
     return tf.concat([tf.reshape(params[name], [-1]) for name in names], axis=0)
 
-
-#: Copies unbatched parameters K times (leading task dimension): the core's tiling.
-tile_params = core.tile_params

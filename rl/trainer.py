@@ -30,8 +30,10 @@ from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interr
 from rl.config import TrainConfig
 from rl.envs.registry import make_env
 from rl.episodes import compute_advantages
-from rl.maml_trpo import MAMLTRPO, to_task_batch
+from rl.adaptation import PolicyAdapter, to_sample_batch
+from rl.maml_trpo import MAMLTRPO
 from rl.policies import GaussianMLPPolicy
+from rl.pretrain import AdamPretrainer
 from rl.samplers import make_sampler
 
 
@@ -41,7 +43,10 @@ RUN_FILES = ("checkpoints", "best", "progress.csv", "events.out.tfevents*",
 # Settings that define the policy or the method: refused if changed on resume.
 FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "--use_maml",
                   "hidden_sizes": "--hidden_sizes", "nonlinearity": "--hidden_nonlinearity",
-                  "dtype": "--dtype", "init_std": "--init_std"}
+                  "dtype": "--dtype", "init_std": "--init_std",
+                  "pretrain_optimizer": "--pretrain_optimizer", "fixed_goals": "--fixed_goals"}
+# Fixed settings added after runs were recorded: a record without one means this value.
+FORMER_DEFAULTS = {"pretrain_optimizer": "trpo", "fixed_goals": False}
 
 
 def run_settings(cfg: TrainConfig) -> dict:
@@ -53,6 +58,8 @@ def run_settings(cfg: TrainConfig) -> dict:
             "use_maml": trpo.use_maml, "hidden_sizes": list(policy.hidden_sizes),
             "nonlinearity": policy.nonlinearity, "dtype": policy.dtype,
             "init_std": policy.init_std, "fast_lr": trpo.fast_lr,
+            "pretrain_optimizer": trpo.pretrain_optimizer if not trpo.use_maml else "trpo",
+            "pretrain_lr": trpo.pretrain_lr, "fixed_goals": cfg.fixed_goals,
             "num_grad_updates": trpo.num_grad_updates, "step_size": trpo.step_size,
             "meta_batch_size": cfg.meta_batch_size, "fast_batch_size": cfg.fast_batch_size,
             "max_path_length": cfg.max_path_length, "n_itr": cfg.n_itr,
@@ -100,9 +107,26 @@ class Trainer:
         for directory in checkpoint_dirs:
             run_folder.clean_leftovers(directory, _say)
         resuming = cfg.resume and bool(run_folder.checkpoint_iterations(checkpoint_dirs[0]))
+        if resuming:
+            self._refuse_former_method(run_settings(cfg))
         run_folder.compare_settings(cfg.logdir, run_settings(cfg), FIXED_SETTINGS, _say,
                                     compare=resuming, config=dataclasses.asdict(cfg),
                                     experiment=self.preset)
+
+    def _refuse_former_method(self, settings: dict) -> None:
+        """A run recorded before a fixed setting existed was trained with its former value
+        (e.g. the TRPO pretrained baseline): resuming it with another one would mix two
+        methods in one run, which compare_settings cannot see (it skips unrecorded keys)."""
+        record = run_folder.read_record(self.cfg.logdir)
+        recorded = (record or {}).get("resume_settings")
+        if not isinstance(recorded, dict):
+            return
+        for name, former in FORMER_DEFAULTS.items():
+            if name not in recorded and settings[name] != former:
+                raise run_folder.RunFolderError(
+                    f"the run in {self.cfg.logdir} was trained with {FIXED_SETTINGS[name]}="
+                    f"{former} (recorded before that flag existed), now {settings[name]!r}: "
+                    f"use another --logdir, or --overwrite to start again")
 
     def _build(self) -> None:
         cfg = self.cfg
@@ -115,12 +139,22 @@ class Trainer:
                 cfg.sampling, cfg.sampling_lanes, cfg.oracle, cfg.num_workers)
         tf.random.set_seed(cfg.seed)
         self.policy = build_policy(cfg.policy, obs_dim, act_dim, cfg.seed)
-        self.learner = MAMLTRPO(self.policy, cfg.trpo)
+        self.adapter = PolicyAdapter(self.policy, cfg.trpo.fast_lr)
+        extra = {}
+        if not cfg.trpo.use_maml and cfg.trpo.pretrain_optimizer == "adam":
+            self.learner = AdamPretrainer(self.policy, cfg.trpo.pretrain_lr)
+            extra = self.learner.trackables()
+        else:
+            self.learner = MAMLTRPO(self.policy, cfg.trpo)
+        # --fixed_goals: the goals are drawn once, from the seed, so a resume draws the same
+        self.fixed_tasks = self.task_env.sample_tasks(
+            cfg.meta_batch_size, np.random.RandomState(self._seed(0, 999))) \
+            if cfg.fixed_goals else None
         self.best_return = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
         self.best_iteration = tf.Variable(-1, dtype=tf.int64, trainable=False)
         self.checkpointer = IterationCheckpointer(
             os.path.join(cfg.logdir, "checkpoints"), max_to_keep=5, policy=self.policy,
-            best_return=self.best_return, best_iteration=self.best_iteration)
+            best_return=self.best_return, best_iteration=self.best_iteration, **extra)
         self.best_checkpointer = IterationCheckpointer(
             os.path.join(cfg.logdir, "best"), max_to_keep=1, policy=self.policy)
         self.writer = None   # created by train(), after the event files are truncated
@@ -134,20 +168,23 @@ class Trainer:
     def run_iteration(self, iteration: int) -> dict:
         cfg = self.cfg
         started = time.time()
-        task_rng = np.random.RandomState(self._seed(iteration, 999))
-        tasks = self.task_env.sample_tasks(cfg.meta_batch_size, task_rng)
+        if self.fixed_tasks is not None:
+            tasks = self.fixed_tasks
+        else:
+            task_rng = np.random.RandomState(self._seed(iteration, 999))
+            tasks = self.task_env.sample_tasks(cfg.meta_batch_size, task_rng)
         theta = self.policy.get_flat()
         num_batches = cfg.trpo.num_grad_updates + 1 if cfg.trpo.use_maml else 1
         episodes, params, sample_time, steps_before = [], None, 0.0, self.sampler.steps_taken
         for step in range(num_batches):
             t0 = time.time()
-            batch = self.sampler.sample(tasks, self.learner.sampling_policy(params),
+            batch = self.sampler.sample(tasks, self.adapter.sampling_policy(params),
                                         seed=self._seed(iteration, step))
             sample_time += time.time() - t0
             episodes.append(compute_advantages(batch, cfg.discount, cfg.gae_lambda))
             if step + 1 < num_batches:
-                params = self.learner.adapted_params(
-                    theta, [to_task_batch(e, self.learner.dtype) for e in episodes])
+                params = self.adapter.adapted_params(
+                    theta, [to_sample_batch(e, self.adapter.dtype) for e in episodes])
         paths = [e.episode_exists().sum(axis=1) for e in episodes]
         logging.info("itr %d | paths per task (%s): %s", iteration, cfg.sampling, " / ".join(
             f"mean {p.mean():.1f} min {p.min()} max {p.max()}" for p in paths))

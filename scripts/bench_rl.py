@@ -66,7 +66,7 @@ def sampling(env_name: str, tasks: int, episodes: int, workers: int, repeats: in
         for r in range(repeats + 1):   # the first run traces the policy function
             before = sampler.steps_taken
             start = time.perf_counter()
-            sampler.sample(goals, learner.sampling_policy(None), seed=r)
+            sampler.sample(goals, learner.adapter.sampling_policy(None), seed=r)
             if r > 0:
                 rates.append((sampler.steps_taken - before) / (time.perf_counter() - start))
     finally:

@@ -116,9 +116,9 @@ class Study:
         tf = self.tf
         batch = self.train_batches[0]
         policy = self.learner.policy
-        old = gaussian(*policy.mean_and_log_std(batch.obs, policy.unflatten(
+        old = gaussian(*policy.forward(batch.obs, params=policy.unflatten(
             tf.constant(self.theta, self.dtype))))
-        new = gaussian(*policy.mean_and_log_std(batch.obs, policy.unflatten(
+        new = gaussian(*policy.forward(batch.obs, params=policy.unflatten(
             tf.constant(params, self.dtype))))
         kl = old.kl_divergence(new)
         return float(tf.reduce_sum(kl * batch.mask) / tf.reduce_sum(batch.mask))
@@ -187,7 +187,7 @@ def sample_batches(env_name, policy, learner, settings, seed, num_workers=0):
     """Pre-update batch, inner step, post-update batch: one training iteration's sampling."""
     from rl.envs.registry import make_env, make_vector_env
     from rl.episodes import compute_advantages
-    from rl.maml_trpo import to_task_batch
+    from rl.adaptation import to_sample_batch
     from rl.samplers import BatchSampler
     k, n = settings["meta_batch_size"], settings["fast_batch_size"]
     env = make_vector_env(env_name, k * n, False, num_workers)
@@ -195,11 +195,12 @@ def sample_batches(env_name, policy, learner, settings, seed, num_workers=0):
         sampler = BatchSampler(env, k, n, settings["horizon"])
         tasks = make_env(env_name).sample_tasks(k, np.random.RandomState(seed))
         theta = policy.get_flat()
-        pre = compute_advantages(sampler.sample(tasks, learner.sampling_policy(None), seed),
+        adapter = learner.adapter
+        pre = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(None), seed),
                                  0.99, 1.0)
-        train = [to_task_batch(pre, learner.dtype)]
-        params = learner.adapted_params(theta, train)
-        post = compute_advantages(sampler.sample(tasks, learner.sampling_policy(params),
+        train = [to_sample_batch(pre, learner.dtype)]
+        params = adapter.adapted_params(theta, train)
+        post = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(params),
                                                  seed + 1), 0.99, 1.0)
     finally:
         env.close()

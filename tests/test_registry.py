@@ -53,8 +53,17 @@ OLD_LINES = {
     "--n_itr=500 --fd_base_eps=1.0 --fast_batch_size=10 --logdir=L/rl/cheetah_vel_maml",
     ("rl_point", ()): "--env_name=point --seed=1 --mode=train --resume=True --n_itr=500 "
     "--logdir=L/rl/point_maml",
+    # the baselines as the released scripts trained them (issue 15), and the former TRPO
+    # pretrained baseline under its own name and folder
     ("rl_ant_dir_oracle", ()): "--env_name=ant_dir --seed=1 --mode=train --resume=True "
-    "--n_itr=500 --fd_base_eps=1.0 --use_maml=False --oracle=True --logdir=L/rl/ant_dir_oracle",
+    "--n_itr=2000 --fd_base_eps=1.0 --meta_batch_size=100 --fast_batch_size=1 "
+    "--sampling=per_task --sampling_lanes=1 --use_maml=False --oracle=True "
+    "--logdir=L/rl/ant_dir_oracle",
+    ("rl_point_pretrained", ()): "--env_name=point --seed=1 --mode=train --resume=True "
+    "--n_itr=100 --pretrain_optimizer=adam --use_maml=False --logdir=L/rl/point_pretrained",
+    ("rl_cheetah_dir_pretrained_multitask", ()): "--env_name=cheetah_dir --seed=1 "
+    "--mode=train --resume=True --n_itr=500 --fd_base_eps=1.0 --use_maml=False "
+    "--logdir=L/rl/cheetah_dir_pretrained_multitask",
     ("rl_cheetah_vel_pretrained_test", ()): "--env_name=cheetah_vel --seed=1 --mode=test "
     "--use_maml=False --logdir=L/rl/cheetah_vel_pretrained",
     ("rl_point_random", ()): "--env_name=point --seed=1 --mode=test --test_init=random "

@@ -8,7 +8,8 @@ import tensorflow as tf
 from rl.envs import registry
 from rl.envs.base import SerialVectorEnv
 from rl.envs.workers import ProcessVectorEnv, WorkerError
-from rl.policies import GaussianMLPPolicy, tile_params
+from maml_tf.core import tile_params
+from rl.policies import GaussianMLPPolicy
 from rl.samplers import BatchSampler
 
 

@@ -1,0 +1,138 @@
+"""The baselines as the released scripts trained them (docs/RL.md, "Baselines as released").
+
+Cheap checks: the presets resolve to the released configurations; the point robot's
+pretrained step is one Adam step on the policy-gradient surrogate (checked against Adam
+computed by hand); --fixed_goals keeps the goals across iterations; the random baseline's
+per-goal initialisations differ by goal and repeat for a goal.
+"""
+from __future__ import annotations
+
+import maml_tf  # noqa: F401  (before TensorFlow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from flags import experiments
+from rl.adaptation import to_sample_batch
+from rl.episodes import Episodes, compute_advantages
+from rl.policies import GaussianMLPPolicy
+from rl.pretrain import AdamPretrainer
+
+
+def test_presets_resolve_to_the_released_baselines():
+    flags = lambda name: experiments.resolved_flags(name, logroot="L")
+    point = flags("rl_point_pretrained")
+    assert point["use_maml"] is False and point["pretrain_optimizer"] == "adam"
+    assert point["logdir"] == "L/rl/point_pretrained" and point["n_itr"] == 100
+    for env, goals in (("cheetah_vel", 1), ("cheetah_dir", 1), ("ant_vel", 8), ("ant_dir", 8)):
+        pre = flags(f"rl_{env}_pretrained")
+        assert pre["use_maml"] is False and pre["fixed_goals"] is True
+        assert "pretrain_optimizer" not in pre                     # plain TRPO
+        assert pre["meta_batch_size"] == goals                     # one goal per worker
+        assert 100 <= pre["meta_batch_size"] * pre["fast_batch_size"] <= 104
+        oracle = flags(f"rl_{env}_oracle")
+        assert oracle["oracle"] is True and oracle["use_maml"] is False
+        assert oracle["meta_batch_size"] * oracle["fast_batch_size"] == 100
+        assert "fixed_goals" not in oracle                          # a fresh goal per path
+    point_oracle = flags("rl_point_oracle")
+    assert point_oracle["oracle"] is True and point_oracle["sampling"] == "total"
+    assert point_oracle["meta_batch_size"] * point_oracle["fast_batch_size"] * 100 == 1000
+    former = flags("rl_point_pretrained_multitask")
+    assert former["use_maml"] is False and "pretrain_optimizer" not in former
+    assert former["logdir"] == "L/rl/point_pretrained_multitask"
+    defaults = {env: experiments.task_defaults(env)["test_random_init"]
+                for env in experiments.RL_ENVS}
+    assert defaults == {"point": "shared", "cheetah_vel": "shared", "cheetah_dir": "per_goal",
+                        "ant_vel": "shared", "ant_dir": "per_goal"}
+
+
+def _tiny_batch(seed=0, k=2, n=3, horizon=4, obs_dim=2, act_dim=2):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((k, n, horizon), np.float32)
+    mask[0, 0, 3:] = 0.0                             # one path ends early
+    episodes = Episodes(rng.normal(size=(k, n, horizon, obs_dim)).astype(np.float32),
+                        rng.normal(size=(k, n, horizon, act_dim)).astype(np.float32),
+                        rng.normal(size=(k, n, horizon)) * mask, mask)
+    return compute_advantages(episodes, 0.99, 1.0)
+
+
+def test_point_pretrained_step_is_adam_on_the_surrogate():
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(5,), seed=3, dtype="float64")
+    learner = AdamPretrainer(policy, learning_rate=1e-3)
+    theta = policy.get_flat().numpy()
+    m = v = np.zeros_like(theta)
+    for step in (1, 2):
+        episodes = _tiny_batch(seed=step)
+        batch = to_sample_batch(episodes, tf.float64)
+        flat = tf.Variable(policy.get_flat())
+        with tf.GradientTape() as tape:   # the surrogate, by hand: per task, then task mean
+            params = policy.unflatten(flat)
+            tiled = {name: tf.stack([p, p]) for name, p in params.items()}
+            log_prob = policy(batch.obs, params=tiled).log_prob(batch.actions)
+            per_task = -tf.reduce_sum(log_prob * batch.advantages * batch.mask, 1) \
+                / tf.reduce_sum(batch.mask, 1)
+            loss = tf.reduce_mean(per_task)
+        grad = tape.gradient(loss, flat).numpy()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad ** 2
+        lr_t = 1e-3 * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+        theta = theta - lr_t * m / (np.sqrt(v) + 1e-8)
+        info = learner.meta_step([], episodes)
+        np.testing.assert_allclose(policy.get_flat().numpy(), theta, rtol=1e-10, atol=1e-12)
+        assert info["loss_before"] == pytest.approx(float(loss), rel=1e-10)
+        assert info["accepted"] and info["mean_kl"] > 0
+    assert int(learner.t.numpy()) == 2
+    # the first Adam step moves every parameter with a gradient by about lr
+    assert np.abs(theta - GaussianMLPPolicy(2, 2, (5,), seed=3, dtype="float64")
+                  .get_flat().numpy()).max() < 2.5e-3
+
+
+def test_adam_needs_the_pretrained_baseline():
+    from absl import flags as absl_flags
+    from flags import rl as rl_flags  # noqa: F401  (defines the flags)
+    validator = next(v for v in absl_flags.FLAGS._flags()["pretrain_optimizer"].validators
+                     if "use_maml" in v.get_flags_names())
+    assert not validator.checker({"pretrain_optimizer": "adam", "use_maml": True})
+    assert validator.checker({"pretrain_optimizer": "adam", "use_maml": False})
+    assert validator.checker({"pretrain_optimizer": "trpo", "use_maml": True})
+    assert "--use_maml=False" in validator.message
+
+
+def test_fixed_goals_keep_one_goal_across_iterations(tmp_path):
+    from rl.config import PolicyConfig, TrainConfig
+    from rl.maml_trpo import TRPOConfig
+    from rl.trainer import Trainer
+
+    def goals_seen(fixed, logdir):
+        cfg = TrainConfig(env_name="point", meta_batch_size=1, fast_batch_size=2,
+                          max_path_length=5, n_itr=2, logdir=str(logdir), fixed_goals=fixed,
+                          policy=PolicyConfig(hidden_sizes=(4,)),
+                          trpo=TRPOConfig(use_maml=False, hvp="exact", cg_iters=2))
+        trainer = Trainer(cfg)
+        seen = []
+        sample = trainer.sampler.sample
+        trainer.sampler.sample = lambda tasks, fn, seed: seen.append(
+            np.array(tasks)) or sample(tasks, fn, seed)
+        try:
+            trainer.train()
+        finally:
+            trainer.close()
+        return seen
+
+    fixed = goals_seen(True, tmp_path / "fixed")
+    assert len(fixed) == 2 and np.array_equal(fixed[0], fixed[1])
+    fresh = goals_seen(False, tmp_path / "fresh")
+    assert not np.array_equal(fresh[0], fresh[1])    # the flag is what keeps them
+
+
+def test_random_baseline_initialisation_per_goal():
+    from rl.evaluate import per_goal_initialisations
+    make = lambda seed: GaussianMLPPolicy(3, 2, hidden_sizes=(4,), seed=seed)
+    first = per_goal_initialisations(make, 3)
+    again = per_goal_initialisations(make, 3)
+    kernel = first["hidden_0/kernel"].numpy()
+    assert kernel.shape == (3, 3, 4)
+    assert not np.allclose(kernel[0], kernel[1]) and not np.allclose(kernel[1], kernel[2])
+    np.testing.assert_array_equal(kernel, again["hidden_0/kernel"].numpy())
+    np.testing.assert_array_equal(kernel[2], make(2).meta_parameters()["hidden_0/kernel"])
