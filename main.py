@@ -29,6 +29,7 @@ def main(argv):
     cfg = supervised_flags.config_from_flags()
     from data_generators.base import DataError
     from maml_tf.checkpoint import CheckpointError
+    from maml_tf.distribute import DistributeError
     from maml_tf.experiment import run
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
@@ -44,7 +45,7 @@ def main(argv):
     except Stopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_status
-    except (DataError, CheckpointError, RunFolderError, ExportError) as error:
+    except (DataError, CheckpointError, RunFolderError, ExportError, DistributeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except NonFiniteError as error:

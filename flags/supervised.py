@@ -104,13 +104,18 @@ flags.DEFINE_integer("test_seed", -1, "test mode: seed of the test tasks. -1 (de
                      "original's (task list drawn after random.seed(6), sinusoid tasks and "
                      "per-task class orders from seed 1); N >= 0: all of them from N, and "
                      "'_testseed{N}' is added to the result file names.")
-flags.DEFINE_enum("distribute", "none", ["none", "mirrored"],
-                  "training on several devices with tf.distribute: none (one device) or "
-                  "mirrored (every local GPU, or --num_cpu_devices logical CPU devices; the "
-                  "meta-batch is split into equal shares and the update is the one-device "
-                  "update).")
+flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multi_worker"],
+                  "training and testing on several devices with tf.distribute: none (one "
+                  "device), mirrored (every local GPU, or --num_cpu_devices logical CPU "
+                  "devices) or multi_worker (the processes of the TF_CONFIG environment "
+                  "variable, one per host; the chief alone writes the run). The meta-batch "
+                  "is split into equal shares and the update is the one-device update; test "
+                  "tasks are split too.")
 flags.DEFINE_integer("num_cpu_devices", 1, "--distribute=mirrored on a host without GPU: "
                      "logical CPU devices (replicas) to split the meta-batch across.")
+flags.DEFINE_float("worker_timeout", 60.0, "--distribute=multi_worker: seconds to wait for "
+                   "every task of TF_CONFIG to join, and after which a silent (dead) task ends "
+                   "the others with an error.")
 
 
 # ---- Validation -------------------------------------------------------------------------
@@ -163,18 +168,32 @@ def _omniglot_shots(values):
     return all(k <= 10 for k in ks if k and k > 0)
 
 
-@flags.multi_flags_validator(["distribute", "num_cpu_devices", "meta_batch_size", "train"])
-def _cpu_devices_usable(values):
+@flags.multi_flags_validator(["distribute", "num_cpu_devices", "meta_batch_size", "train",
+                              "worker_timeout"])
+def _distribution_usable(values):
     # Equal shares are what make the mean of the replicas' mean losses the one-device loss.
     count = values["num_cpu_devices"]
     if count is None or count < 1:
         raise flags.ValidationError(f"--num_cpu_devices must be >= 1, got {count}")
-    if values["distribute"] == "none" and count != 1:
+    if values["distribute"] != "mirrored" and count != 1:
         raise flags.ValidationError(f"--num_cpu_devices={count} needs --distribute=mirrored")
-    if values["train"] and values["meta_batch_size"] % count:
+    replicas, what = count, f"--num_cpu_devices={count}"
+    if values["distribute"] == "multi_worker":
+        timeout = values["worker_timeout"]
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise flags.ValidationError(f"--worker_timeout must be > 0 and finite, got "
+                                        f"{timeout}")
+        from maml_tf.cluster import parse_tf_config   # TF_CONFIG is read at this edge too
+        from maml_tf.distribute import DistributeError
+        try:
+            cluster = parse_tf_config(os.environ.get("TF_CONFIG"))
+        except DistributeError as error:
+            raise flags.ValidationError(str(error))
+        replicas, what = cluster.num_workers, f"the {cluster.num_workers} workers of TF_CONFIG"
+    if values["train"] and values["meta_batch_size"] % replicas:
         raise flags.ValidationError(
             f"--meta_batch_size={values['meta_batch_size']} is not divisible by "
-            f"--num_cpu_devices={count}: every replica needs the same number of tasks")
+            f"{what}: every replica needs the same number of tasks")
     return True
 
 
@@ -257,7 +276,7 @@ def config_from_flags():
         overwrite=FLAGS.overwrite, checkpoint_interval=FLAGS.checkpoint_interval,
         checkpoint_minutes=FLAGS.checkpoint_minutes,
         test_seed=FLAGS.test_seed, distribute=FLAGS.distribute,
-        num_cpu_devices=FLAGS.num_cpu_devices)
+        num_cpu_devices=FLAGS.num_cpu_devices, worker_timeout=FLAGS.worker_timeout)
 
 
 def explicit_flags() -> set:

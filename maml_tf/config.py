@@ -52,10 +52,12 @@ class ExperimentConfig:
     checkpoint_minutes: float = 10.0  # also save when this long has passed since the last save
     # -1: the original's test seeds (pool random.seed(6), seed 1); N >= 0: both from N.
     test_seed: int = -1
-    # Meta-batch split across devices (maml_tf/distribute.py): none or mirrored; logical CPU
-    # devices for mirrored on a host without GPU.
+    # Meta-batch split across devices (maml_tf/distribute.py): none, mirrored or
+    # multi_worker (TF_CONFIG, maml_tf/cluster.py); logical CPU devices for mirrored on a
+    # host without GPU; seconds to wait for the other workers (joining, and a silent peer).
     distribute: str = "none"
     num_cpu_devices: int = 1
+    worker_timeout: float = 60.0
 
     def __post_init__(self):
         # The original fills these in from the current values when left at -1.

@@ -25,17 +25,25 @@ whole global batch (a few MB for MiniImagenet's 4 tasks) before slicing its shar
 Logical CPU devices (``--num_cpu_devices``) let the mirrored path run and be tested on a CPU
 host; TensorFlow only accepts that configuration before it has initialised its devices,
 which is why :func:`build_strategy` is called before anything else of a run.
+
+Several hosts (``--distribute=multi_worker``, :mod:`maml_tf.cluster`) use the same learner
+on a ``MultiWorkerMirroredStrategy``: every worker builds the same task sources from the same
+seed and draws the same global batch, and the global replica id picks each share, so worker
+w's replicas take the tasks after those of workers 0..w-1. Evaluation (summaries,
+validation, test mode) is split the same way and gathered, so it is a collective too and
+every worker runs it; only the chief writes what comes out.
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 
 from maml_tf import maml
-from maml_tf.learner import MetaLearner
+from maml_tf.learner import MetaLearner, _as_tensors
 
-STRATEGIES = ("none", "mirrored")
+STRATEGIES = ("none", "mirrored", "multi_worker")
 
 
 class DistributeError(ValueError):
@@ -64,17 +72,21 @@ def configure_cpu_devices(num_devices: int) -> None:
             f"before its first operation ({error})") from error
 
 
-def build_strategy(distribute: str, num_cpu_devices: int = 1
+def build_strategy(distribute: str, num_cpu_devices: int = 1, worker_timeout: float = 60.0
                    ) -> Optional[tf.distribute.Strategy]:
     """None for ``none``; for ``mirrored`` a MirroredStrategy over every local GPU, or over
-    ``num_cpu_devices`` logical CPU devices when there is no GPU."""
+    ``num_cpu_devices`` logical CPU devices when there is no GPU; for ``multi_worker`` the
+    cluster of ``TF_CONFIG`` (:func:`maml_tf.cluster.connect`)."""
     if distribute not in STRATEGIES:
         raise DistributeError(f"--distribute must be one of {STRATEGIES}, got {distribute!r}")
+    if distribute != "mirrored" and num_cpu_devices != 1:
+        raise DistributeError(f"--num_cpu_devices={num_cpu_devices} needs "
+                              f"--distribute=mirrored")
     if distribute == "none":
-        if num_cpu_devices != 1:
-            raise DistributeError(f"--num_cpu_devices={num_cpu_devices} needs "
-                                  f"--distribute=mirrored")
         return None
+    if distribute == "multi_worker":
+        from maml_tf import cluster
+        return cluster.connect(worker_timeout)
     if tf.config.list_physical_devices("GPU"):
         if num_cpu_devices != 1:
             raise DistributeError(
@@ -89,12 +101,20 @@ def build_strategy(distribute: str, num_cpu_devices: int = 1
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-def check_meta_batch(meta_batch_size: int, num_replicas: int) -> None:
+def check_meta_batch(meta_batch_size: int, num_replicas: int, distribute: str = "mirrored"
+                     ) -> None:
     """Equal shares are what makes the mean of the replica means the global mean."""
     if meta_batch_size % num_replicas:
         raise DistributeError(
             f"--meta_batch_size={meta_batch_size} is not divisible by the {num_replicas} "
-            f"replicas of --distribute=mirrored; every replica needs the same number of tasks")
+            f"replicas of --distribute={distribute}; every replica needs the same number of "
+            f"tasks")
+
+
+def is_chief(strategy: Optional[tf.distribute.Strategy]) -> bool:
+    """Whether this process writes the run (checkpoints, summaries, records, lines, results):
+    always on one host; under ``multi_worker`` only the chief (``should_checkpoint``)."""
+    return strategy is None or bool(strategy.extended.should_checkpoint)
 
 
 class MirroredMetaLearner(MetaLearner):
@@ -102,7 +122,7 @@ class MirroredMetaLearner(MetaLearner):
 
     Construct it (and its model) inside ``strategy.scope()`` so the weights and Adam's slots
     are mirrored variables. Every public method behaves as the single-device learner's;
-    evaluation (summaries, validation) reads the mirrored weights on one device.
+    evaluation (summaries, validation, test mode) splits its tasks across the replicas too.
 
     XLA (``jit_compile``) compiles each replica's gradient computation; the functions around
     it hold ``strategy.run`` and the cross-device reduction, which XLA cannot compile, and
@@ -125,20 +145,29 @@ class MirroredMetaLearner(MetaLearner):
 
     def _across_replicas(self, replica_fn, batch):
         """Runs ``replica_fn`` on each replica's share of ``batch``; returns the clipped mean
-        gradients and the mean metrics (cross-replica values)."""
+        gradients and the mean metrics (the same values on every replica and worker).
+
+        The mean is an all-reduce inside the replicas rather than ``strategy.reduce``
+        afterwards: on a MultiWorkerMirroredStrategy the latter packs the gradients of
+        different shapes into one tensor and fails."""
         num_replicas = self.num_replicas
 
         def on_replica(*global_batch):
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            context = tf.distribute.get_replica_context()
+            replica = context.replica_id_in_sync_group
             share = tf.shape(global_batch[0])[0] // num_replicas
-            return replica_fn(*(x[replica * share:(replica + 1) * share]
-                                for x in global_batch))
+            grads, metrics = replica_fn(*(x[replica * share:(replica + 1) * share]
+                                          for x in global_batch))
+            return context.all_reduce(tf.distribute.ReduceOp.MEAN, (list(grads), metrics))
 
         grads, metrics = self.strategy.run(on_replica, args=tuple(batch))
-        mean = tf.distribute.ReduceOp.MEAN
-        grads = self.strategy.reduce(mean, grads, axis=None)
-        metrics = self.strategy.reduce(mean, metrics, axis=None)
-        return maml.clip_gradients(list(grads), self.clip_value), metrics
+        grads = [self._local(g) for g in grads]
+        metrics = {name: self._local(value) for name, value in metrics.items()}
+        return maml.clip_gradients(grads, self.clip_value), metrics
+
+    def _local(self, value):
+        """This process's copy of a value that all-reduce made equal on every replica."""
+        return self.strategy.experimental_local_results(value)[0]
 
     def _meta_grads_impl(self, inputa, labela, inputb, labelb):
         return self._across_replicas(self._replica_meta, (inputa, labela, inputb, labelb))
@@ -158,6 +187,39 @@ class MirroredMetaLearner(MetaLearner):
         (tests/test_distribute.py checks that the copies stay equal).
         """
         return super()._apply_if_finite(grads, metrics)
+
+    def evaluate(self, batch, num_steps: int) -> dict:
+        """The single-device evaluation with the tasks split across replicas and gathered
+        back in task order. A batch that does not split evenly is padded with copies of its
+        last task (their rows are dropped): tasks never interact, so the rows kept are the
+        unpadded ones."""
+        batch = tuple(batch[:4])
+        count = len(batch[0])
+        size = -(-count // self.num_replicas) * self.num_replicas
+        if size != count:
+            batch = tuple(np.concatenate([x, np.repeat(np.asarray(x)[-1:], size - count, 0)])
+                          for x in batch)
+        if num_steps not in self._evaluate:
+            self._evaluate[num_steps] = self._distributed_evaluate(num_steps)
+        result = self._evaluate[num_steps](*_as_tensors(batch, self.model.dtype))
+        return {k: v.numpy()[:count] for k, v in result.items()}
+
+    def _distributed_evaluate(self, num_steps: int):
+        model, spec, num_replicas = self.model, self.spec, self.num_replicas
+        per_replica = tf.function(
+            lambda *share: maml.evaluate_adaptation(model, share, spec, num_steps),
+            jit_compile=self._jit_compile)
+
+        @tf.function
+        def evaluate(*global_batch):
+            def on_replica(*tensors):
+                replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                share = tf.shape(tensors[0])[0] // num_replicas
+                return per_replica(*(x[replica * share:(replica + 1) * share]
+                                     for x in tensors))
+            values = self.strategy.run(on_replica, args=global_batch)
+            return {k: self.strategy.gather(v, axis=0) for k, v in values.items()}
+        return evaluate
 
     def _check_batch(self, batch_size: int):
         if batch_size % self.num_replicas:

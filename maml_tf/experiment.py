@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import tensorflow as tf
 
 from data_generators.factory import TaskSources, build_task_sources
-from maml_tf import distribute, evaluation, run_folder, trainer
+from maml_tf import cluster, distribute, evaluation, run_folder, trainer
 from maml_tf.checkpoint import DAMAGED_DIR, CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig, experiment_name
 from maml_tf.export import export_saved_model
@@ -77,18 +78,21 @@ def build_learner(cfg: ExperimentConfig, sources: TaskSources,
 
 
 def build_strategy(cfg: ExperimentConfig, log=print):
-    """The training strategy (None for one device), made before anything else of a run:
-    logical CPU devices can only be configured before TensorFlow's first operation, and a
-    meta-batch that does not split must fail before any data is read."""
-    if cfg.distribute == "none" or not cfg.train:
-        if cfg.distribute != "none":
-            log(f"--distribute={cfg.distribute}: test mode runs on one device (distributing "
-                f"the test tasks is not implemented yet)")
+    """The strategy (None for one device), made before anything else of a run: logical CPU
+    devices can only be configured before TensorFlow's first operation, and a meta-batch
+    that does not split (or a cluster that cannot be reached) must fail before any data is
+    read. Test mode splits its tasks too (any number; padded), so only training checks."""
+    if cfg.distribute == "none":
         return None
-    strategy = distribute.build_strategy(cfg.distribute, cfg.num_cpu_devices)
-    distribute.check_meta_batch(cfg.meta_batch_size, strategy.num_replicas_in_sync)
-    log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
-        f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each")
+    strategy = distribute.build_strategy(cfg.distribute, cfg.num_cpu_devices,
+                                         cfg.worker_timeout)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.train:
+        distribute.check_meta_batch(cfg.meta_batch_size, replicas, cfg.distribute)
+        log(f"--distribute={cfg.distribute}: {replicas} replicas, "
+            f"{cfg.meta_batch_size // replicas} tasks each")
+    else:
+        log(f"--distribute={cfg.distribute}: {replicas} replicas share the test tasks")
     return strategy
 
 
@@ -144,39 +148,74 @@ def run(cfg: ExperimentConfig, log=print, stop=None, preset: str | None = None) 
     """Runs the experiment; returns paths and values a caller (or test) may want.
 
     ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None;
-    ``preset`` the --experiment name, recorded in config.json.
+    ``preset`` the --experiment name, recorded in config.json. Under ``multi_worker`` only
+    the chief writes the run folder and prints; the other workers compute their shares and
+    print one line.
     """
     log(f"Experiment: {experiment_name(cfg)}  (in {cfg.logdir})")
     strategy = build_strategy(cfg, log)
-    if not cfg.train:
-        return _run(cfg, log, stop, owner=False)
-    with run_folder.RunLock(cfg.experiment_dir, log):
-        prepare_folder(cfg, log, preset)
-        return _run(cfg, log, stop, owner=True, strategy=strategy)
+    if not distribute.is_chief(strategy):
+        log("This worker computes its share; the chief writes the run folder and prints the "
+            "progress")
+        with cluster.lost_contact(strategy):
+            return _run(cfg, lambda *_: None, stop, owner=False, strategy=strategy, chief=False)
+    with cluster.lost_contact(strategy):
+        if not cfg.train:
+            return _run(cfg, log, stop, owner=False, strategy=strategy)
+        with run_folder.RunLock(cfg.experiment_dir, log):
+            prepare_folder(cfg, log, preset)
+            return _run(cfg, log, stop, owner=True, strategy=strategy)
 
 
-def _run(cfg: ExperimentConfig, log, stop, owner: bool, strategy=None) -> dict:
+def _restore_everywhere(cfg, checkpointer, log, learner, owner, strategy, chief) -> int:
+    """:func:`restore` on the chief; under ``multi_worker`` its result is then broadcast
+    (:func:`maml_tf.cluster.sync_from_chief`), also a failure, so no worker waits for it."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return restore(cfg, checkpointer, log, learner=learner, owner=owner)
+    variables = learner.model.variables + learner.optimizer.variables
+    if not chief:
+        return cluster.sync_from_chief(strategy, variables, 0)
+    try:
+        resume_itr = restore(cfg, checkpointer, log, learner=learner, owner=owner)
+    except BaseException:
+        _tell_failure(strategy, variables)
+        raise
+    return cluster.sync_from_chief(strategy, variables, resume_itr)
+
+
+def _tell_failure(strategy, variables) -> None:
+    try:
+        cluster.sync_from_chief(strategy, variables, -1)
+    except distribute.DistributeError:
+        pass   # the chief's own copy of the failure: its real error follows
+
+
+def _run(cfg: ExperimentConfig, log, stop, owner: bool, strategy=None,
+         chief: bool = True) -> dict:
     sources = build_task_sources(cfg)
     learner = build_learner(cfg, sources, strategy)
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)
-    resume_itr = restore(cfg, checkpointer, log, learner=learner, owner=owner)
+    resume_itr = _restore_everywhere(cfg, checkpointer, log, learner, owner, strategy, chief)
     result = {"experiment_dir": cfg.experiment_dir, "resume_itr": resume_itr}
     if cfg.train:
-        # TensorBoard points of iterations after the restored checkpoint are redone
-        run_folder.truncate_events(cfg.experiment_dir, resume_itr)
+        if chief:  # TensorBoard points of iterations after the restored checkpoint are redone
+            run_folder.truncate_events(cfg.experiment_dir, resume_itr)
         sources.resume(resume_itr)
         result["last_itr"] = trainer.train(
-            cfg, learner, trainer.TrainingSources(sources.train, sources.val), checkpointer,
-            resume_itr, log, stop)
+            cfg, learner, trainer.TrainingSources(sources.train, sources.val),
+            checkpointer if chief else None, resume_itr, log, stop)
     else:
         values = evaluation.evaluate_tasks(
             learner, sources.test, cfg.num_test_tasks, cfg.eval_num_updates,
             cfg.classification, cfg.test_batch_size)
         result["values"] = values
-        result["csv"], result["pkl"] = evaluation.write_results(
-            values, cfg.experiment_dir, cfg.update_batch_size, cfg.update_lr, log,
-            iteration=resume_itr - 1, test_seed=cfg.test_seed)
+        if chief:
+            result["csv"], result["pkl"] = evaluation.write_results(
+                values, cfg.experiment_dir, cfg.update_batch_size, cfg.update_lr, log,
+                iteration=resume_itr - 1, test_seed=cfg.test_seed)
+    if not chief:
+        return result
     if cfg.export_dir:
         steps = cfg.export_num_updates if cfg.export_num_updates > 0 else cfg.num_updates
         export_saved_model(learner.model, inner_loop_spec(cfg), steps, cfg.export_dir)

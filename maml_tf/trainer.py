@@ -88,6 +88,16 @@ def _quiet_run(itr: int, total: int, cfg: ExperimentConfig, intervals) -> int:
     return count
 
 
+class _NoCheckpoints:
+    """The checkpointer of a worker that does not write (see :func:`train`)."""
+
+    def save(self, iteration: int) -> None:
+        return None
+
+    def path(self, iteration: int) -> str:
+        return f"the chief's ckpt-{iteration}"
+
+
 def _non_finite(itr: int, metrics: dict, last_saved: int, cfg: ExperimentConfig):
     values = ", ".join(f"{k} {float(v):.4g}" for k, v in metrics.items() if k != "finite")
     last = f"ckpt-{last_saved}" if last_saved >= 0 else "none yet"
@@ -99,10 +109,17 @@ def _non_finite(itr: int, metrics: dict, last_saved: int, cfg: ExperimentConfig)
 
 
 def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
-          checkpointer: IterationCheckpointer, resume_itr: int = 0, log=print,
+          checkpointer: Optional[IterationCheckpointer], resume_itr: int = 0, log=print,
           stop: Optional[StopSignals] = None) -> int:
-    """Runs iterations ``resume_itr .. pretrain + metatrain - 1``; returns the last one."""
+    """Runs iterations ``resume_itr .. pretrain + metatrain - 1``; returns the last one.
+
+    ``checkpointer`` None: a worker of a multi-worker run other than the chief. It runs
+    every computation the chief runs, in the same order (updates, summary and validation
+    evaluations are collectives), and writes nothing: no checkpoints, no summaries.
+    """
     stop = stop or StopSignals()   # never installed: never stops
+    if checkpointer is None:
+        checkpointer = _NoCheckpoints()
     total = cfg.pretrain_iterations + cfg.metatrain_iterations
     if resume_itr >= total:
         log(f"Run already complete: ckpt-{resume_itr - 1} holds all {total} iterations; "
@@ -111,7 +128,8 @@ def train(cfg: ExperimentConfig, learner, sources: TrainingSources,
         return resume_itr - 1
     interval = print_interval(cfg)
     validation_interval = interval * 5
-    writer = tf.summary.create_file_writer(cfg.experiment_dir) if cfg.log else None
+    writer = (tf.summary.create_file_writer(cfg.experiment_dir)
+              if cfg.log and not isinstance(checkpointer, _NoCheckpoints) else None)
     log("Done initializing, starting training.")
     prelosses, postlosses = [], []
     started = time.time()
