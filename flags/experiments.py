@@ -175,10 +175,11 @@ _RL_RELEASED = {"cheetah_dir": dict(step_size=0.02),      # maml1_fbs20_mbs40_fl
 #: cluster scripts with oracle=True (100 paths, a fresh goal every path: 100 one-path tasks).
 _RL_PRETRAINED = {
     "point": dict(pretrain_optimizer="adam", n_itr=100),
+    # 20 paths at once only for speed: a cheetah path never ends early, so 100 paths either way
     "cheetah_vel": dict(fixed_goals=True, meta_batch_size=1, fast_batch_size=100,
-                        sampling="per_task", sampling_lanes=1, n_itr=1000),
+                        sampling="per_task", sampling_lanes=20, n_itr=1000),
     "cheetah_dir": dict(fixed_goals=True, meta_batch_size=1, fast_batch_size=100,
-                        sampling="per_task", sampling_lanes=1, n_itr=1000),
+                        sampling="per_task", sampling_lanes=20, n_itr=1000),
     "ant_vel": dict(fixed_goals=True, meta_batch_size=8, fast_batch_size=13,
                     sampling="per_task", sampling_lanes=1, n_itr=2000),
     "ant_dir": dict(fixed_goals=True, meta_batch_size=8, fast_batch_size=13,
