@@ -115,6 +115,20 @@ def parse_tf_config(text: str | None) -> Cluster:
     return Cluster(task["type"], task["index"], tuple(tasks))
 
 
+def localhost_tf_configs(count: int) -> list[str]:
+    """TF_CONFIG values of a ``count``-worker cluster on 127.0.0.1, one per worker, at ports
+    the kernel reports free (bound to port 0, then released): for tests and benchmarks."""
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": {"worker": addresses},
+                        "task": {"type": "worker", "index": i}}) for i in range(count)]
+
+
 def connect(worker_timeout: float) -> tf.distribute.Strategy:
     """The MultiWorkerMirroredStrategy of TF_CONFIG, every wait bounded by ``worker_timeout``
     seconds (joining the cluster, and later the silence of a dead peer)."""

@@ -11,10 +11,8 @@ strategy costs, not what more hardware gains.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +28,6 @@ WORKLOADS = {
 }
 CONFIGS = ("none", "mirrored", "multi_worker")
 RATE = re.compile(r"\[(\d+)/\d+ it, ([0-9.]+) ms/it")
-
-
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _env(tf_config=None):
@@ -61,13 +49,13 @@ def run(workload: str, config: str) -> float:
             done = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True)
             outputs = [done]
         else:
-            cluster = {"worker": [f"127.0.0.1:{p}" for p in _ports(2)]}
+            from maml_tf.cluster import localhost_tf_configs
             processes = [subprocess.Popen(
                 [*args[:-2], f"--logdir={folder}/run{i}", *args[-1:],
                  "--distribute=multi_worker"], cwd=ROOT,
-                env=_env(json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                  "index": i}})),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+                env=_env(config),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i, config in enumerate(localhost_tf_configs(2))]
             outputs = [subprocess.CompletedProcess(p.args, 0, *p.communicate())
                        for p in processes]
             for done, process in zip(outputs, processes):

@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from maml_tf.cluster import parse_tf_config
+from maml_tf.cluster import localhost_tf_configs, parse_tf_config
 from maml_tf.distribute import DistributeError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,28 +41,12 @@ def _run(*args, tf_config=None, timeout=300):
     return done
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tf_configs(count=2):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(count)]}
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            for i in range(count)]
-
-
 def _start_workers(logdirs, *args):
     return [subprocess.Popen([sys.executable, *FLAGS, f"--logdir={logdir}",
                               "--distribute=multi_worker", "--worker_timeout=20", *args],
                              cwd=ROOT, env=_env(config), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-            for logdir, config in zip(logdirs, _tf_configs(len(logdirs)))]
+            for logdir, config in zip(logdirs, localhost_tf_configs(len(logdirs)))]
 
 
 def _finish(processes, timeout=300):
@@ -197,7 +180,7 @@ def test_unreachable_worker_fails_within_the_timeout(tmp_path):
     started = time.time()
     done = subprocess.run([sys.executable, *FLAGS, f"--logdir={tmp_path}",
                            "--distribute=multi_worker", "--worker_timeout=3"], cwd=ROOT,
-                          env=_env(_tf_configs()[0]), capture_output=True, text=True,
+                          env=_env(localhost_tf_configs(2)[0]), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode != 0
     assert "could not reach every task of TF_CONFIG within --worker_timeout=3 s" in done.stderr
