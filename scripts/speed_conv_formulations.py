@@ -1,5 +1,6 @@
 """Alternative formulations of the task-batched conv net, timed against the current path and
-checked to give the same meta-gradients (issue 10; a prototype, not used by the engine).
+checked to give the same meta-gradients (issue 10; a study: what won is now in the engine as
+``ConvNet(conv_impl="folded")`` and ``maml_tf.norm.batch_norm_over``).
 
     flock /tmp/maml_heavy.lock .venv/bin/python scripts/speed_conv_formulations.py \
         --config=omniglot_5way_1shot --variants=current,folded,folded_fused --iterations=10
@@ -18,19 +19,20 @@ entry of that weight's float64 gradient: the "current" row gives the float32 err
 present implementation, which a variant's error should match.
 
 Variants:
-  current      maml_tf.models.ConvNet as it is (grouped convolution when available, which
-               transposes the tasks into the channels and back around every convolution)
+  current      maml_tf.models.ConvNet as it is ("auto": the engine's fastest available path)
+  grouped      ConvNet(conv_impl="grouped"): transposes the tasks into the channels and back
+               around every convolution (the engine's path before issue 10)
   per_task     ConvNet(conv_impl="per_task"): one convolution per task
   folded       tasks folded into the channels ONCE: activations stay [B, H, W, T*C] through
                all four blocks; bias, batch norm (per channel = per task and channel),
                ReLU and max-pool run on the folded tensor; unfolded only before the head.
-               Batch-norm moments as now (two reductions, exact gradients)
+               Batch norm by autodiff of the exact moments (norm_lib.exact_moments)
   folded_fused the same with batch norm as tf.compat.v1.nn.fused_batch_norm (training mode,
                scale 1, offset tiled over tasks): one fused op whose gradient op has a
                registered gradient (second order defined; its float32 error is larger)
-  folded_custom  folded, batch norm with a hand-written backward (tf.custom_gradient, made
-               of differentiable ops: second order exact) instead of the autodiff of the
-               moments' many small ops
+  folded_custom  folded, batch norm with a hand-written backward (the engine's
+               maml_tf.norm.batch_norm_over, second order exact); with batch norm this is the
+               engine's ConvNet(conv_impl="folded")
   folded_nchw  folded, channels-first ([B, T*C, H, W]; oneDNN runs grouped NCHW convs)
   folded_nchw_fused   both
   vmap         tasks through tf.vectorized_map with per-task kernels (pfor; a loop-variant
@@ -97,7 +99,7 @@ class FoldedConvNet(ConvNet):
             return y
         axes = [0, 2, 3] if self.channels_first else [0, 1, 2]
         if self.custom_norm and not self.channels_first:
-            return _batch_norm_custom_gradient(x, offset)
+            return norm_lib.batch_norm_over(x, offset, (0, 1, 2))
         mean, variance = norm_lib.exact_moments(x, axes)
         shape = [1, -1, 1, 1] if self.channels_first else [-1]
         return (x - mean) * tf.math.rsqrt(variance + norm_lib.BATCH_NORM_EPSILON) + \
@@ -140,25 +142,6 @@ class FoldedConvNet(ConvNet):
         return tf.matmul(features, params["w5"]) + params["b5"][:, None, :]
 
 
-@tf.custom_gradient
-def _batch_norm_custom_gradient(x, offset):
-    """Per-channel batch norm of [B, H, W, C] with its gradient written out by hand:
-    dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), doffset = sum(dy). The backward is
-    made of differentiable ops recorded by any outer tape, so second order stays exact."""
-    axes = [0, 1, 2]
-    mean = tf.reduce_mean(x, axes)
-    centred = x - mean
-    rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes) +
-                         norm_lib.BATCH_NORM_EPSILON)
-    xhat = centred * rstd
-
-    def grad(dy):
-        dx = rstd * (dy - tf.reduce_mean(dy, axes) -
-                     xhat * tf.reduce_mean(dy * xhat, axes))
-        return dx, tf.reduce_sum(dy, axes)
-    return xhat + offset, grad
-
-
 class VmapConvNet(ConvNet):
     """ConvNet whose convolution maps over tasks with tf.vectorized_map (per-task kernels)."""
 
@@ -176,8 +159,8 @@ def make_model(variant, kwargs):
     tf.keras.utils.set_random_seed(0)
     if variant in ("current", "xla"):
         return ConvNet(**kwargs)
-    if variant == "per_task":
-        return ConvNet(conv_impl="per_task", **kwargs)
+    if variant in ("per_task", "grouped"):
+        return ConvNet(conv_impl=variant, **kwargs)
     if variant == "vmap":
         return VmapConvNet(**kwargs)
     if variant.startswith("folded"):
