@@ -11,7 +11,10 @@ fast weights), dense layers are batched matmuls and convolutions are grouped con
 the task dimension folded into the channels. Because tasks never interact, the gradient of the
 *sum* of the task losses with respect to the tiled weights is exactly the per-task gradient,
 so one tape gives every task's inner step at once. This was measured at 1.4-2x faster than a
-per-task loop and traces in seconds instead of minutes (see docs/RESULTS.md).
+per-task loop and traces in seconds instead of minutes (see docs/RESULTS.md). The conv net can
+go further and keep the tasks folded into the channels through all four blocks
+(``conv_impl="folded"``, :func:`folded_conv_blocks`), which saves the layout copies around
+every convolution.
 
 Weight names and initialisers follow the original: ``w1..`` / ``b1..`` for fully connected
 nets (truncated normal, std 0.01; zero biases), ``conv1..conv4`` / ``b1..b4`` (Glorot uniform)
@@ -255,6 +258,62 @@ def max_pool_2x2(x):
     return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
 
 
+# "grouped" and "folded" need grouped-convolution gradients (the probe above); "auto" takes
+# AUTO_CONV_IMPL where they exist and "per_task" elsewhere (float64, oneDNN off).
+CONV_IMPLS = ("auto", "folded", "grouped", "per_task")
+AUTO_CONV_IMPL = "folded"
+
+
+def _static_or_dynamic(x, axis):
+    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
+
+
+def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max_pool: bool):
+    """ConvNet's four blocks with the tasks folded into the channels once, for all of them.
+
+    x [T, B, H, W, C] -> [T, B, h, w, F]. Why: the grouped path transposes the tasks into the
+    channels and back around every convolution, and the second-order meta-gradient pays for
+    each of those copies several times over. Here activations stay [B, H, W, T*C] (channel
+    t*C + c is task t's channel c) from the first convolution to the head: each kernel is
+    folded to [3, 3, Cin, T*F] (a grouped convolution with T groups), the bias to [T*F]; bias,
+    ReLU and max-pooling act per channel, so per task; batch norm's statistics per folded
+    channel over [B, H, W] are each task's statistics per channel, with the shared offset tiled
+    over the tasks; layer norm unfolds to [B, H, W, T, F] for its per-example, per-task
+    statistics over [H, W, F]. The maths is the per-task network's; tests check it.
+    """
+    num_tasks, batch = _static_or_dynamic(x, 0), _static_or_dynamic(x, 1)
+    hidden = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]),
+                        [batch, x.shape[2], x.shape[3], num_tasks * x.shape[4]])
+    filters = None
+    for i in range(1, 5):
+        kernel = params[f"conv{i}"]  # [T, 3, 3, Cin, F]
+        filters = kernel.shape[4]
+        folded_kernel = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]),
+                                   [kernel.shape[1], kernel.shape[2], kernel.shape[3],
+                                    num_tasks * filters])
+        hidden = tf.nn.conv2d(hidden, folded_kernel, strides=1 if max_pool else 2,
+                              padding="SAME")
+        hidden = hidden + tf.reshape(params[f"b{i}"], [-1])
+        scope = f"norm{i}"
+        if norm == "batch_norm":
+            hidden = norm_lib.batch_norm_over(
+                hidden, tf.tile(shared[f"{scope}_offset"], [num_tasks]), (0, 1, 2))
+        elif norm == "layer_norm":
+            height, width = hidden.shape[1], hidden.shape[2]
+            unfolded = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
+            unfolded = norm_lib.layer_norm(unfolded, shared[f"{scope}_offset"],
+                                           shared[f"{scope}_scale"], axes=(1, 2, 4))
+            hidden = tf.reshape(unfolded, [batch, height, width, num_tasks * filters])
+        elif norm != "None":
+            raise ValueError(f"unknown norm {norm!r}; expected one of {norm_lib.NORMS}")
+        hidden = activation(hidden) if activation is not None else hidden
+        if max_pool:
+            hidden = tf.nn.max_pool2d(hidden, ksize=2, strides=2, padding="VALID")
+    height, width = hidden.shape[1], hidden.shape[2]
+    hidden = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
+    return tf.transpose(hidden, [3, 0, 1, 2, 4])
+
+
 class ConvNet(MetaModel):
     """The original's ``construct_conv_weights`` / ``forward_conv``.
 
@@ -263,6 +322,12 @@ class ConvNet(MetaModel):
     2x2 'VALID' max-pool (MiniImagenet). The head averages over space (Omniglot) or, with
     ``flatten_head`` (the original's ``datasource == 'miniimagenet'``), flattens; then one
     dense layer.
+
+    ``conv_impl`` chooses how the tasks' convolutions run, never what they compute (tests
+    hold every path to the per-task one): "folded" (tasks folded into the channels once for
+    all blocks), "grouped" (folded and unfolded around each convolution), "per_task" (one
+    convolution per task: the only path for float64 and without oneDNN on CPU) or "auto":
+    ``AUTO_CONV_IMPL`` where grouped-convolution gradients exist, "per_task" elsewhere.
     """
 
     def __init__(self, dim_output, img_size: int = 28, channels: int = 1,
@@ -273,24 +338,23 @@ class ConvNet(MetaModel):
         self.img_size, self.channels = img_size, channels
         self.num_filters, self.max_pool = num_filters, max_pool
         self.flatten_head = flatten_head
-        if conv_impl not in ("auto", "grouped", "per_task"):
-            raise ValueError(
-                f"conv_impl must be 'auto', 'grouped' or 'per_task', got {conv_impl!r}")
+        if conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
         if conv_impl != "per_task":
             available, reason = grouped_conv_gradients_available(self.dtype)
             if available:
-                conv_impl = "grouped"
-            elif conv_impl == "grouped":
+                conv_impl = AUTO_CONV_IMPL if conv_impl == "auto" else conv_impl
+            elif conv_impl != "auto":
                 raise ValueError(_fallback_message(reason).replace(
                     "the conv net uses one convolution per task instead",
-                    "conv_impl='grouped' cannot be used; 'auto' or 'per_task' can"))
+                    f"conv_impl={conv_impl!r} cannot be used; 'auto' or 'per_task' can"))
             else:
                 conv_impl = "per_task"
                 if self.dtype != "float64":  # float64 never has them on CPU: nothing to say
                     # one line per process, however many models are built
                     logging.log_first_n(logging.WARNING, _fallback_message(reason), 1)
         self.conv_impl = conv_impl
-        self._conv = grouped_conv2d if conv_impl == "grouped" else per_task_conv2d
+        self._conv = per_task_conv2d if conv_impl == "per_task" else grouped_conv2d
         glorot = keras.initializers.GlorotUniform()
         in_channels = channels
         for i in range(1, 5):
@@ -313,6 +377,20 @@ class ConvNet(MetaModel):
         num_tasks, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
         hidden = tf.reshape(inputs, tf.stack(
             [num_tasks, batch, self.img_size, self.img_size, self.channels]))
+        if self.conv_impl == "folded":
+            hidden = folded_conv_blocks(hidden, params, shared, self.norm, self.activation,
+                                        self.max_pool)
+        else:
+            hidden = self._blocks(hidden, params, shared)
+        if self.flatten_head:
+            features = tf.reshape(hidden, tf.stack([num_tasks, batch, -1]))
+        else:
+            features = tf.reduce_mean(hidden, axis=[2, 3])
+        return _dense(features, params["w5"], params["b5"])
+
+    def _blocks(self, hidden, params, shared):
+        """The four blocks on [T, B, H, W, C] activations, one (grouped or per-task)
+        convolution at a time."""
         stride = 1 if self.max_pool else 2
         for i in range(1, 5):
             hidden = self._conv(hidden, params[f"conv{i}"], stride)
@@ -320,8 +398,4 @@ class ConvNet(MetaModel):
             hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i}", self.activation)
             if self.max_pool:
                 hidden = max_pool_2x2(hidden)
-        if self.flatten_head:
-            features = tf.reshape(hidden, tf.stack([num_tasks, batch, -1]))
-        else:
-            features = tf.reduce_mean(hidden, axis=[2, 3])
-        return _dense(features, params["w5"], params["b5"])
+        return hidden

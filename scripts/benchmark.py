@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/benchmark.py                 # every configuration below
     .venv/bin/python scripts/benchmark.py --only=sinusoid --iterations=500
-    .venv/bin/python scripts/benchmark.py --only=omniglot_5way_1shot --conv_impl=both
+    .venv/bin/python scripts/benchmark.py --only=omniglot_5way_1shot --conv_impl=grouped,folded
 
 Each configuration builds the real model and MetaLearner, runs warm-up iterations (tracing,
 XLA compilation), then times ``--iterations`` full meta-training steps (forward, inner loop,
@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.models import ConvNet, FullyConnectedNet  # noqa: E402
+from maml_tf.models import CONV_IMPLS, ConvNet, FullyConnectedNet  # noqa: E402
 from maml_tf.experiment import SINUSOID_HIDDEN  # noqa: E402
 from maml_tf.runtime import machine_description  # noqa: E402
 from flags.experiments import EXPERIMENTS  # noqa: E402
@@ -36,7 +36,7 @@ MINIIMAGENET_QUERY = 15   # the original's query images per class for MiniImagen
 
 def _config(preset_name: str) -> tuple:
     """(model factory, meta_batch, N, K support, Q query, update_lr, num_updates) of a preset
-    (conv factories take the convolution path: "auto", "grouped" or "per_task")."""
+    (conv factories take the convolution path, one of maml_tf.models.CONV_IMPLS)."""
     flags = EXPERIMENTS[preset_name].flags
     source, k = flags["datasource"], flags["update_batch_size"]
     if source == "sinusoid":
@@ -117,15 +117,17 @@ def main():
     parser.add_argument("--iterations", type=int, default=0,
                         help="timed iterations (default: 2000 sinusoid, 30 conv)")
     parser.add_argument("--conv_impl", default="auto",
-                        choices=("auto", "grouped", "per_task", "both"),
-                        help="convolution path of the conv nets (both: one row each)")
+                        help="convolution path(s) of the conv nets, comma-separated, from "
+                             f"{', '.join(CONV_IMPLS)} (both: grouped,per_task); one row each")
     args = parser.parse_args()
     names = [n for n in CONFIGS if not args.only or n in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(CONFIGS) if args.only else set()
     if unknown:
         parser.error(f"--only: unknown configuration(s) {sorted(unknown)}; "
                      f"known: {', '.join(CONFIGS)}")
-    impls = ("grouped", "per_task") if args.conv_impl == "both" else (args.conv_impl,)
+    impls = tuple(args.conv_impl.replace("both", "grouped,per_task").split(","))
+    if set(impls) - set(CONV_IMPLS):
+        parser.error(f"--conv_impl: unknown path(s) {sorted(set(impls) - set(CONV_IMPLS))}")
     print(f"TensorFlow {tf.__version__}; {machine_description()}")
     print("| configuration | conv path | XLA | steps per call | second-order ms | "
           "first-order ms | FO speed-up | first call s (SO) |")

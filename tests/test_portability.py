@@ -1,4 +1,4 @@
-"""The same numbers on every CPU setting: oneDNN on or off, grouped or per-task convolutions.
+"""The same numbers on every CPU setting: oneDNN on or off, grouped/folded or per-task convs.
 
 TensorFlow differentiates the task-batched (grouped) convolutions on CPU only through oneDNN,
 which it enables by default only on some CPUs. Each run below is a fresh process, because
@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf import runtime
+from maml_tf.models import AUTO_CONV_IMPL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FALLBACK_NOTE = "the conv net uses one convolution per task instead"
@@ -97,20 +98,24 @@ def test_conv_meta_gradients_agree_with_onednn_off_and_on(tmp_path):
     assert "conv_impl per_task" in outputs["0"].stdout
     assert outputs["0"].stderr.count(FALLBACK_NOTE) == 1  # announced, once
     assert "TF_ENABLE_ONEDNN_OPTS=0" in outputs["0"].stderr
-    assert "conv_impl grouped" in outputs["1"].stdout  # oneDNN on: the fast path, silently
+    # oneDNN on: the fast path "auto" stands for, silently
+    assert f"conv_impl {AUTO_CONV_IMPL}\n" in outputs["1"].stdout
     assert FALLBACK_NOTE not in outputs["1"].stderr
     _assert_close(weights["0"], weights["1"])
     assert len(weights["0"]) == 1 + 5 + 5 + 4  # the loss, conv1-4 + w5, b1-b5, 4 offsets
     assert np.abs(weights["0"]["conv1"]).max() > 1e-3  # a real gradient, not zeros
 
 
-def test_explicit_grouped_path_without_gradients_is_a_clear_error():
+def test_explicit_grouped_paths_without_gradients_are_a_clear_error():
     script = ("import maml_tf\nfrom maml_tf.models import ConvNet\n"
-              "try:\n    ConvNet(5, conv_impl='grouped')\n"
-              "except ValueError as e:\n    print('ValueError:', e)\n")
+              "for impl in ('grouped', 'folded'):\n"
+              "    try:\n        ConvNet(5, conv_impl=impl)\n"
+              "    except ValueError as e:\n        print('ValueError:', e)\n")
     out = _run([sys.executable, "-c", script], "0")
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "ValueError: " in out.stdout and "conv_impl='grouped' cannot be used" in out.stdout
+    assert out.stdout.count("ValueError: ") == 2
+    for impl in ("grouped", "folded"):
+        assert f"conv_impl='{impl}' cannot be used" in out.stdout
 
 
 def test_float64_models_take_the_per_task_path_silently(capfd):

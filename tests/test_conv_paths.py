@@ -1,0 +1,53 @@
+"""Fast paths of the conv net change the speed, never the maths.
+
+Every conv path of ``ConvNet`` is held to the per-task path (the one the float64
+finite-difference checks of test_maml_math.py cover), meta-gradient by meta-gradient, for
+second and first order, each normalisation and with and without max-pooling. (The
+hand-written batch-norm backward is held to autodiff in test_norm_gradient.py.)
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maml_tf import maml
+from maml_tf import norm as norm_lib
+from maml_tf.maml import InnerLoopSpec
+from maml_tf.models import ConvNet, grouped_conv_gradients_available
+
+
+def _meta_gradients(conv_impl, norm, max_pool, first_order):
+    """Meta-gradients of a tiny conv net (3 tasks, 3-way 2-shot, two inner steps) whose
+    normalisation parameters are random (zeros and ones would hide a mis-ordered tiling)."""
+    tf.keras.utils.set_random_seed(7)
+    model = ConvNet(3, img_size=16 if max_pool else 8, channels=2, num_filters=3,
+                    max_pool=max_pool, flatten_head=max_pool, norm=norm, conv_impl=conv_impl)
+    assert model.conv_impl == conv_impl
+    rng = np.random.default_rng(7)
+    for variable in model.shared.values():
+        variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+    labels = tf.constant(np.tile(np.eye(3, dtype=np.float32), (3, 2, 1)))
+    inputs = rng.uniform(size=(2, 3, 6, model.dim_input)).astype(np.float32)
+    batch = (tf.constant(inputs[0]), labels, tf.constant(inputs[1]), labels)
+    spec = InnerLoopSpec(update_lr=0.4, num_updates=2, classification=True,
+                         update_batch_size=2, first_order=first_order)
+    grads, _ = maml.meta_gradients(model, batch, spec)  # eager: no tracing, tiny shapes
+    return [v.name for v in model.trainable_variables], [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["SO", "FO"])
+@pytest.mark.parametrize("max_pool", [False, True], ids=["strided", "max_pool"])
+@pytest.mark.parametrize("norm", norm_lib.NORMS)
+def test_every_fast_conv_path_gives_the_per_task_meta_gradient(norm, max_pool, first_order):
+    available, reason = grouped_conv_gradients_available("float32")
+    if not available:  # e.g. TF_ENABLE_ONEDNN_OPTS=0: only the per-task path exists
+        pytest.skip(f"grouped-convolution gradients unavailable here: {reason}")
+    names, reference = _meta_gradients("per_task", norm, max_pool, first_order)
+    # Conv biases before batch norm have an analytically zero gradient (round-off
+    # element-wise): compare at the scale of the whole meta-gradient.
+    scale = max(np.abs(r).max() for r in reference)
+    assert np.abs(reference[names.index("conv1")]).max() > 1e-4 * scale  # not vanishing
+    for impl in ("grouped", "folded"):
+        _, grads = _meta_gradients(impl, norm, max_pool, first_order)
+        for name, fast, plain in zip(names, grads, reference):
+            np.testing.assert_allclose(fast, plain, rtol=2e-3, atol=1e-5 * scale,
+                                       err_msg=f"{impl}: {name}")
