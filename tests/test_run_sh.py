@@ -66,7 +66,7 @@ def test_rl_point_round_trip(tmp_path):
     for method in ("maml", "random"):   # each row: our value from the file, the paper's
         with open(tmp_path / "rl" / f"point_{method}" / f"test_{method}.pkl", "rb") as handle:
             ours = pickle.load(handle)["mean_per_step"]
-        reference = paper["rl_average_return"]["point"][method]["mean_per_grad_step"]
+        reference = paper["rl_average_return"]["point_2d_navigation"][method]["mean_per_grad_step"]
         rows = [line.split() for line in compared.splitlines()
                 if line.split()[:2] == ["point", method]]
         assert [row[3] for row in rows] == [f"{value:.2f}" for value in ours]
