@@ -37,10 +37,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
 from maml_tf import maml
+from maml_tf.evaluation import pad_tasks
 from maml_tf.learner import MetaLearner, _as_tensors
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -196,9 +196,7 @@ class MirroredMetaLearner(MetaLearner):
         batch = tuple(batch[:4])
         count = len(batch[0])
         size = -(-count // self.num_replicas) * self.num_replicas
-        if size != count:
-            batch = tuple(np.concatenate([x, np.repeat(np.asarray(x)[-1:], size - count, 0)])
-                          for x in batch)
+        batch = pad_tasks(batch, size)
         if num_steps not in self._evaluate:
             self._evaluate[num_steps] = self._distributed_evaluate(num_steps)
         result = self._evaluate[num_steps](*_as_tensors(batch, self.model.dtype))

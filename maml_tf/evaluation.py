@@ -55,13 +55,15 @@ def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_
     remaining = num_tasks
     while remaining > 0:
         n = min(chunk, remaining)
-        rows.append(learner.evaluate(_pad_tasks(sample(n), chunk), num_steps)[key][:n])
+        rows.append(learner.evaluate(pad_tasks(sample(n), chunk), num_steps)[key][:n])
         remaining -= n
     return np.concatenate(rows, axis=0)
 
 
-def _pad_tasks(batch: tuple, size: int) -> tuple:
-    """``batch``'s arrays (tasks first) grown to ``size`` tasks by repeating the last task."""
+def pad_tasks(batch: tuple, size: int) -> tuple:
+    """``batch``'s arrays (tasks first) grown to ``size`` tasks by repeating the last task
+    (test mode's short last chunk; a distributed batch that does not split evenly). Tasks
+    never interact, so the first rows of any result are those of the unpadded batch."""
     n = len(batch[0])
     if n == size:
         return batch
