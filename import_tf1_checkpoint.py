@@ -37,11 +37,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
     cfg, prefix, iteration = import_flags.import_request_from_flags()
+    from data_generators.factory import model_dimensions
     from maml_tf.checkpoint import CheckpointError
     from maml_tf.run_folder import RunFolderError
     from maml_tf.tf1_import import import_checkpoint
     try:
-        import_checkpoint(cfg, prefix, iteration)
+        import_checkpoint(cfg, prefix, model_dimensions(cfg), iteration)
         record_import(cfg)
     except (CheckpointError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)

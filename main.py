@@ -10,7 +10,8 @@ Usage (the original's usage lines; see run.sh for all of them):
             --update_batch_size=10 --baseline=oracle
     To evaluate, add --train=False (and --test_set=True for the classification test split).
 
-This file only reads flags; the work is done by maml_tf.experiment.run.
+This file only reads flags and wires the data layer to the engine: the work is done by
+maml_tf.experiment.run, with data_generators' task sources.
 """
 import sys
 
@@ -28,6 +29,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
     cfg = supervised_flags.config_from_flags()
     from data_generators.base import DataError
+    from data_generators.factory import build_task_sources
     from maml_tf.checkpoint import CheckpointError
     from maml_tf.distribute import DistributeError
     from maml_tf.experiment import run
@@ -41,7 +43,7 @@ def main(argv):
         # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
         # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
         with StopSignals() as stop:
-            run(cfg, stop=stop, preset=supervised_flags.FLAGS.experiment)
+            run(cfg, build_task_sources, stop=stop, preset=supervised_flags.FLAGS.experiment)
     except Stopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_status

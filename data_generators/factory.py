@@ -108,3 +108,16 @@ def build_task_sources(cfg) -> TaskSources:
     if cfg.datasource == "sinusoid":
         return _sinusoid_sources(cfg)
     return _classification_sources(cfg)
+
+
+def model_dimensions(cfg) -> TaskSources:
+    """The input/output sizes the data would give, without reading any data (importing a
+    TF1 checkpoint builds the model before any data exists)."""
+    if cfg.datasource == "sinusoid":
+        return TaskSources(dim_input=3 if cfg.baseline == "oracle" else 1, dim_output=1)
+    if cfg.datasource == "omniglot":
+        from data_generators.omniglot import IMG_SHAPE
+    else:
+        from data_generators.miniimagenet import IMG_SHAPE
+    return TaskSources(dim_input=int(np.prod(IMG_SHAPE)), dim_output=cfg.num_classes,
+                       img_size=IMG_SHAPE[0], channels=IMG_SHAPE[2])

@@ -2,7 +2,9 @@
 
 This is the original ``main()`` without the flag parsing, so scripts and tests can run an
 experiment without absl. Training holds the experiment directory's lock
-(:mod:`maml_tf.run_folder`) from before anything is built until the end.
+(:mod:`maml_tf.run_folder`) from before anything is built until the end. The data comes from
+the caller's ``make_sources`` (main.py: ``data_generators.factory.build_task_sources``), so
+the engine sees batches of arrays and never a data set (:mod:`maml_tf.sources`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from data_generators.factory import TaskSources, build_task_sources
 from maml_tf import cluster, distribute, evaluation, run_folder, trainer
 from maml_tf.checkpoint import DAMAGED_DIR, CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig, experiment_name
@@ -19,6 +20,7 @@ from maml_tf.export import export_saved_model
 from maml_tf.learner import MetaLearner
 from maml_tf.maml import InnerLoopSpec
 from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
+from maml_tf.sources import MakeSources, ModelShape
 
 NO_CONV_HIDDEN = (256, 128, 64, 64)
 SINUSOID_HIDDEN = (40, 40)
@@ -41,7 +43,7 @@ def run_settings(cfg: ExperimentConfig) -> dict:
             "checkpoint_minutes": cfg.checkpoint_minutes}
 
 
-def build_model(cfg: ExperimentConfig, sources: TaskSources) -> MetaModel:
+def build_model(cfg: ExperimentConfig, sources: ModelShape) -> MetaModel:
     """The original's architecture choice for the datasource and flags."""
     if cfg.datasource == "sinusoid":
         return FullyConnectedNet(sources.dim_input, sources.dim_output, SINUSOID_HIDDEN,
@@ -60,7 +62,7 @@ def inner_loop_spec(cfg: ExperimentConfig) -> InnerLoopSpec:
                          update_batch_size=cfg.update_batch_size, first_order=cfg.stop_grad)
 
 
-def build_learner(cfg: ExperimentConfig, sources: TaskSources,
+def build_learner(cfg: ExperimentConfig, sources: ModelShape,
                   strategy=None) -> MetaLearner:
     """The learner; with a ``strategy`` its weights and Adam's slots are mirrored variables
     (created in the strategy's scope, from the same seed, so the initial weights are the
@@ -144,9 +146,13 @@ def prepare_folder(cfg: ExperimentConfig, log=print, preset: str | None = None) 
                                 experiment=preset)
 
 
-def run(cfg: ExperimentConfig, log=print, stop=None, preset: str | None = None) -> dict:
+def run(cfg: ExperimentConfig, make_sources: MakeSources, log=print, stop=None,
+        preset: str | None = None) -> dict:
     """Runs the experiment; returns paths and values a caller (or test) may want.
 
+    ``make_sources(cfg)`` gives the run's task sources; it is called only after the strategy
+    is built (see :func:`build_strategy`) and, when training, after the run folder's lock and
+    checks, so a bad split or a refused folder fails before any data is read.
     ``stop`` is an installed :class:`maml_tf.stopping.StopSignals` (main.py's), or None;
     ``preset`` the --experiment name, recorded in config.json. Under ``multi_worker`` only
     the chief writes the run folder and prints; the other workers compute their shares and
@@ -158,13 +164,14 @@ def run(cfg: ExperimentConfig, log=print, stop=None, preset: str | None = None) 
         log("This worker computes its share; the chief writes the run folder and prints the "
             "progress")
         with cluster.lost_contact(strategy):
-            return _run(cfg, lambda *_: None, stop, owner=False, strategy=strategy, chief=False)
+            return _run(cfg, make_sources, lambda *_: None, stop, owner=False,
+                        strategy=strategy, chief=False)
     with cluster.lost_contact(strategy):
         if not cfg.train:
-            return _run(cfg, log, stop, owner=False, strategy=strategy)
+            return _run(cfg, make_sources, log, stop, owner=False, strategy=strategy)
         with run_folder.RunLock(cfg.experiment_dir, log):
             prepare_folder(cfg, log, preset)
-            return _run(cfg, log, stop, owner=True, strategy=strategy)
+            return _run(cfg, make_sources, log, stop, owner=True, strategy=strategy)
 
 
 def _restore_everywhere(cfg, checkpointer, log, learner, owner, strategy, chief) -> int:
@@ -190,9 +197,9 @@ def _tell_failure(strategy, variables) -> None:
         pass   # the chief's own copy of the failure: its real error follows
 
 
-def _run(cfg: ExperimentConfig, log, stop, owner: bool, strategy=None,
-         chief: bool = True) -> dict:
-    sources = build_task_sources(cfg)
+def _run(cfg: ExperimentConfig, make_sources: MakeSources, log, stop, owner: bool,
+         strategy=None, chief: bool = True) -> dict:
+    sources = make_sources(cfg)
     learner = build_learner(cfg, sources, strategy)
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)

@@ -37,11 +37,12 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from data_generators.factory import TaskSources
 from maml_tf import run_folder
 from maml_tf.checkpoint import CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig
+from maml_tf.experiment import build_learner
 from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
+from maml_tf.sources import ModelShape
 
 SCOPE = "model/"
 # Flags that decide the architecture: named when a checkpoint does not fit it.
@@ -178,34 +179,22 @@ def load_into_model(model: MetaModel, prefix: str, log=print) -> dict:
     return {"assigned": names, "skipped": skipped}
 
 
-def model_dimensions(cfg: ExperimentConfig) -> TaskSources:
-    """The input/output sizes the data would give, without reading any data."""
-    if cfg.datasource == "sinusoid":
-        return TaskSources(dim_input=3 if cfg.baseline == "oracle" else 1, dim_output=1)
-    if cfg.datasource == "omniglot":
-        from data_generators.omniglot import IMG_SHAPE
-    else:
-        from data_generators.miniimagenet import IMG_SHAPE
-    return TaskSources(dim_input=int(np.prod(IMG_SHAPE)), dim_output=cfg.num_classes,
-                       img_size=IMG_SHAPE[0], channels=IMG_SHAPE[2])
-
-
-def import_checkpoint(cfg: ExperimentConfig, prefix: str, iteration: Optional[int] = None,
-                      log=print) -> str:
+def import_checkpoint(cfg: ExperimentConfig, prefix: str, dimensions: ModelShape,
+                      iteration: Optional[int] = None, log=print) -> str:
     """Writes ``<logdir>/<experiment>/ckpt-<iteration>`` from the TF1 checkpoint ``prefix``.
 
     ``cfg`` gives the architecture and the experiment directory (the original's flags of the
-    run); ``iteration`` defaults to the one in the file name. Refuses a directory that
-    already holds checkpoints, so an imported model is never mixed with a trained run (test
-    mode and ``--resume`` take the latest one). Returns the new checkpoint's path.
+    run); ``dimensions`` the model's sizes, given by the entry point from the data layer
+    (``data_generators.factory.model_dimensions``); ``iteration`` defaults to the one in the
+    file name. Refuses a directory that already holds checkpoints, so an imported model is
+    never mixed with a trained run (test mode and ``--resume`` take the latest one). Returns
+    the new checkpoint's path.
     """
-    from maml_tf.experiment import build_learner  # experiment imports the data layer
-
     check_prefix(prefix)
     if iteration is None or iteration < 0:
         iteration = iteration_from_prefix(prefix)
     _refuse_existing_run(cfg.experiment_dir)
-    learner = build_learner(cfg, model_dimensions(cfg))
+    learner = build_learner(cfg, dimensions)
     result = load_into_model(learner.model, prefix, log)
     # Only now, with everything checked, the directory is created; under the run-folder lock
     # so a trainer starting in it at the same moment cannot interleave its checkpoints.

@@ -41,6 +41,12 @@ def _row(table, start):
         line for line in table.splitlines() if line.startswith(start)).strip("|").split("|")]
 
 
+def test_divergence_bound_follows_the_task_distribution():
+    from data_generators.sinusoid import AMP_RANGE
+    assert sinusoid_compare.LARGEST_AMPLITUDE == AMP_RANGE[1]
+    assert sinusoid_compare.DIVERGED_MSE == (2 * AMP_RANGE[1]) ** 2 == 100
+
+
 def test_cell_mean_ci_and_divergence():
     values = _values([1.0], spread=0.5)[:, 0]
     cell = sinusoid_compare.cell_from_values(values)

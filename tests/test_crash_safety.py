@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_generators.factory import build_task_sources
 from maml_tf import experiment, run_folder, trainer
 from maml_tf.checkpoint import CheckpointError, CheckpointWriteError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig
@@ -45,7 +46,7 @@ class Log(list):
 def finished_run(tmp_path_factory):
     """A 60-iteration run with checkpoints 20, 40, 59, copied afresh by each test."""
     root = tmp_path_factory.mktemp("finished")
-    experiment.run(sine_cfg(root), log=Log())
+    experiment.run(sine_cfg(root), build_task_sources, log=Log())
     return root
 
 
@@ -80,16 +81,17 @@ def test_fresh_start_over_a_run_needs_overwrite_and_complete_run_says_so(finishe
                                                                         tmp_path):
     logdir, directory = copy_run(finished_run, tmp_path)
     before = sorted(os.listdir(directory))
+    read = []   # the refusal comes before any data is read (the data layer is not asked)
     with pytest.raises(run_folder.RunFolderError, match="already holds a run.*ckpt-59.*"
                                                         "--overwrite"):
-        experiment.run(sine_cfg(logdir, resume=False), log=Log())
-    assert sorted(os.listdir(directory)) == before          # nothing touched
+        experiment.run(sine_cfg(logdir, resume=False), read.append, log=Log())
+    assert sorted(os.listdir(directory)) == before and read == []   # nothing touched
     log = Log()
-    result = experiment.run(sine_cfg(logdir), log=log)
+    result = experiment.run(sine_cfg(logdir), build_task_sources, log=log)
     assert result["last_itr"] == 59 and "Run already complete: ckpt-59" in log.text()
     log = Log()
     result = experiment.run(sine_cfg(logdir, resume=False, overwrite=True,
-                                     metatrain_iterations=30), log=log)
+                                     metatrain_iterations=30), build_task_sources, log=log)
     assert result["resume_itr"] == 0 and result["last_itr"] == 29
     assert "--overwrite: removed" in log.text()
     assert run_folder.checkpoint_iterations(directory) == [20, 29]
@@ -105,7 +107,7 @@ def test_lost_state_file_does_not_restart_from_zero(finished_run, tmp_path, dama
         with open(state, "w") as handle:
             handle.write("model_checkpoint_path: \x00\x17 {{ not a proto")
     log = Log()
-    result = experiment.run(sine_cfg(logdir, metatrain_iterations=70), log=log)
+    result = experiment.run(sine_cfg(logdir, metatrain_iterations=70), build_task_sources, log=log)
     assert result["resume_itr"] == 60 and result["last_itr"] == 69
     assert tf.train.latest_checkpoint(directory).endswith("ckpt-69")
     # the old checkpoints are still there and listed again
@@ -140,15 +142,17 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(finished_run, tmp_p
     # test mode: the damaged one asked for by number is a clear error naming the file
     with pytest.raises(CheckpointError, match=r"ckpt-59 is damaged"):
         experiment.run(sine_cfg(logdir, train=False, test_iter=59, num_test_tasks=5),
+                       build_task_sources,
                        log=Log())
     # test mode, newest: falls back, says so, records the iteration it tested
     log = Log()
-    result = experiment.run(sine_cfg(logdir, train=False, num_test_tasks=5), log=log)
+    result = experiment.run(sine_cfg(logdir, train=False, num_test_tasks=5),
+                            build_task_sources, log=log)
     assert "warning: checkpoint" in log.text() and "ckpt-59 is damaged" in log.text()
     assert result["resume_itr"] == 41 and np.all(np.isfinite(result["values"]))
     # training resumes from the intact ckpt-40 and sets the damaged files aside
     log = Log()
-    result = experiment.run(sine_cfg(logdir), log=log)
+    result = experiment.run(sine_cfg(logdir), build_task_sources, log=log)
     assert result["resume_itr"] == 41 and result["last_itr"] == 59
     assert os.listdir(os.path.join(directory, "damaged"))
     assert int(read_var(os.path.join(directory, "ckpt-59"), "iteration")) == 59
@@ -159,7 +163,7 @@ def test_every_checkpoint_damaged_is_an_error_not_a_restart(finished_run, tmp_pa
     for iteration in (20, 40, 59):
         _damage(os.path.join(directory, f"ckpt-{iteration}"), "empty index")
     with pytest.raises(CheckpointError, match="every checkpoint .* is damaged"):
-        experiment.run(sine_cfg(logdir), log=Log())
+        experiment.run(sine_cfg(logdir), build_task_sources, log=Log())
 
 
 def test_leftovers_of_interrupted_writes_are_removed(finished_run, tmp_path):
@@ -168,7 +172,7 @@ def test_leftovers_of_interrupted_writes_are_removed(finished_run, tmp_path):
     open(os.path.join(directory, "ckpt-60_temp", "part-00000-of-00001.index"), "w").close()
     open(os.path.join(directory, "ckpt-61.data-00000-of-00001"), "w").close()
     log = Log()
-    experiment.run(sine_cfg(logdir), log=log)
+    experiment.run(sine_cfg(logdir), build_task_sources, log=log)
     assert "Removed 2 leftovers" in log.text()
     assert not os.path.exists(os.path.join(directory, "ckpt-60_temp"))
     assert not os.path.exists(os.path.join(directory, "ckpt-61.data-00000-of-00001"))
@@ -176,7 +180,7 @@ def test_leftovers_of_interrupted_writes_are_removed(finished_run, tmp_path):
 
 def test_non_finite_step_stops_before_it_is_applied_or_saved(tmp_path):
     cfg = sine_cfg(tmp_path, metatrain_iterations=50)
-    sources = experiment.build_task_sources(cfg)
+    sources = build_task_sources(cfg)
     learner = experiment.build_learner(cfg, sources)
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)
@@ -200,7 +204,7 @@ def test_non_finite_step_stops_before_it_is_applied_or_saved(tmp_path):
 def test_test_mode_refuses_non_finite_weights(finished_run, tmp_path):
     logdir, directory = copy_run(finished_run, tmp_path)
     cfg = sine_cfg(logdir)
-    learner = experiment.build_learner(cfg, experiment.build_task_sources(cfg))
+    learner = experiment.build_learner(cfg, build_task_sources(cfg))
     checkpointer = IterationCheckpointer(directory, model=learner.model,
                                          optimizer=learner.optimizer)
     checkpointer.restore(59)
@@ -209,6 +213,7 @@ def test_test_mode_refuses_non_finite_weights(finished_run, tmp_path):
     checkpointer.save(80)
     with pytest.raises(CheckpointError, match="ckpt-80 is damaged.*non-finite"):
         experiment.run(sine_cfg(logdir, train=False, test_iter=80, num_test_tasks=5),
+                       build_task_sources,
                        log=Log())
 
 
@@ -231,7 +236,8 @@ def test_an_infinite_scalar_record_is_not_damage_but_nan_and_inf_weights_are(tmp
 def test_changed_meta_lr_is_applied_on_resume_with_a_line(finished_run, tmp_path):
     logdir, directory = copy_run(finished_run, tmp_path)
     log = Log()
-    experiment.run(sine_cfg(logdir, metatrain_iterations=65, meta_lr=0.0004), log=log)
+    experiment.run(sine_cfg(logdir, metatrain_iterations=65, meta_lr=0.0004),
+                   build_task_sources, log=log)
     assert "Adam's learning rate was 0.001 in ckpt-59; set to 0.0004 from --meta_lr" in log.text()
     assert "metatrain_iterations changed from 60 to 65" in log.text()
     assert read_var(os.path.join(directory, "ckpt-64"),
@@ -257,14 +263,14 @@ def test_failed_checkpoint_write_is_one_clear_error_and_keeps_the_last_good(
     with pytest.raises(CheckpointWriteError, match=r"could not write checkpoint .*ckpt-80: .*No "
                                                    r"space left on device; the last good one, "
                                                    r"ckpt-60 is kept"):
-        experiment.run(sine_cfg(logdir, metatrain_iterations=100), log=Log())
+        experiment.run(sine_cfg(logdir, metatrain_iterations=100), build_task_sources, log=Log())
     assert run_folder.checkpoint_iterations(directory) == [20, 40, 59, 60]
     assert not glob.glob(os.path.join(directory, "ckpt-80*"))
 
 
 def test_exported_signatures_check_their_inputs(tmp_path):
     cfg = sine_cfg(tmp_path)
-    learner = experiment.build_learner(cfg, experiment.build_task_sources(cfg))
+    learner = experiment.build_learner(cfg, build_task_sources(cfg))
     from maml_tf.export import ExportError, export_saved_model
     target = str(tmp_path / "export")
     export_saved_model(learner.model, experiment.inner_loop_spec(cfg), 1, target)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_generators.factory import build_task_sources
 from maml_tf.learner import MetaLearner
 from maml_tf.maml import InnerLoopSpec
 from maml_tf.models import FullyConnectedNet
@@ -69,7 +70,7 @@ def test_training_with_many_steps_per_call_matches_one_per_call(tmp_path):
                                logdir=str(tmp_path / f"steps{steps}"), steps_per_call=steps,
                                checkpoint_interval=300)
         logs = []
-        result = experiment.run(cfg, log=logs.append)
+        result = experiment.run(cfg, build_task_sources, log=logs.append)
         assert result["last_itr"] == 1249
         lines[steps] = [line for line in logs if line.startswith("Iteration")]
         reader = tf.train.load_checkpoint(os.path.join(cfg.experiment_dir, "ckpt-1249"))

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from data_generators.base import DataError
+from data_generators.factory import build_task_sources
 from data_generators.image_cache import load_class_images
 from data_generators.miniimagenet import MiniImagenetTasks
 from data_generators.prepare_miniimagenet import EXPECTED_COUNTS, prepare_miniimagenet
@@ -297,6 +298,6 @@ def test_a_few_training_iterations_on_real_data(real_mini, tmp_path):
                            meta_batch_size=2, update_batch_size=1, update_lr=0.01,
                            num_updates=2, num_filters=32, max_pool=True,
                            metatrain_iterations=3, logdir=str(tmp_path))
-    result = experiment.run(cfg, log=lambda *_: None)
+    result = experiment.run(cfg, build_task_sources, log=lambda *_: None)
     assert result["last_itr"] == 2
     assert os.path.exists(os.path.join(cfg.experiment_dir, "ckpt-2.index"))

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from data_generators.base import DataError
+from data_generators.factory import build_task_sources
 from data_generators.omniglot import OmniglotTasks, split_character_folders
 from data_generators.prepare_omniglot import OmniglotCounts, prepare_omniglot
 from data_generators.task_pool import _draw_with_library, draw_task_pool
@@ -375,10 +376,12 @@ def test_short_real_omniglot_run_beats_chance(real_omniglot, tmp_path):
                   update_batch_size=1, update_lr=0.4, num_updates=1, logdir=str(tmp_path),
                   seed=1)
     logs = []
-    experiment.run(ExperimentConfig(**common, metatrain_iterations=300), log=logs.append)
+    experiment.run(ExperimentConfig(**common, metatrain_iterations=300),
+                   build_task_sources, log=logs.append)
     assert any(line.startswith("Iteration 200:") for line in logs), logs
     result = experiment.run(ExperimentConfig(**common, train=False, test_set=True,
-                                             num_test_tasks=100), log=lambda *_: None)
+                                             num_test_tasks=100),
+                            build_task_sources, log=lambda *_: None)
     accuracies = result["values"]
     assert accuracies.shape == (100, 11)
     # twice chance (20%) after 300 iterations; about 0.5 measured, and the last digits move

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from data_generators.factory import build_task_sources
 from flags import experiments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,7 +132,7 @@ def _tiny_run(tmp_path):
     cfg = ExperimentConfig(norm="None", update_batch_size=3, update_lr=0.01,
                            metatrain_iterations=2, meta_batch_size=2, logdir=str(tmp_path),
                            checkpoint_interval=1, xla="off")
-    experiment.run(cfg, log=lambda *_: None, preset="sinusoid")
+    experiment.run(cfg, build_task_sources, log=lambda *_: None, preset="sinusoid")
     return cfg
 
 
@@ -155,7 +156,7 @@ def test_config_json_is_written_and_test_mode_needs_only_the_logdir(tmp_path):
     assert (cfg.norm, cfg.update_batch_size, cfg.update_lr, cfg.meta_batch_size) == \
         ("None", 3, 0.01, 2)
     assert any("config.json" in line and "norm=None" in line for line in lines)
-    result = experiment.run(cfg, log=lambda *_: None)
+    result = experiment.run(cfg, build_task_sources, log=lambda *_: None)
     assert result["csv"].endswith("test_ubs3_stepsize0.01.csv")
     assert result["values"].shape == (4, 11)
     # test-time K and step size stay free; the directory is still the recorded run's

@@ -79,23 +79,25 @@ def test_short_sinusoid_run_lowers_post_update_loss(tmp_path):
     cfg = sine_cfg(tmp_path, train=False, num_test_tasks=100)
     from maml_tf.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="no checkpoint to test"):
-        experiment.run(cfg, log=quiet)
+        experiment.run(cfg, build_task_sources, log=quiet)
     # The same initial weights (same seed), evaluated on the same 100 test tasks.
     from maml_tf import evaluation
     untrained = evaluation.evaluate_tasks(
         experiment.build_learner(cfg, build_task_sources(cfg)), build_task_sources(cfg).test,
         100, 10, classification=False)
     logs = []
-    experiment.run(sine_cfg(tmp_path, metatrain_iterations=2500, xla="on"), log=logs.append)
+    experiment.run(sine_cfg(tmp_path, metatrain_iterations=2500, xla="on"),
+                   build_task_sources, log=logs.append)
     assert any(l.startswith("Iteration 2000:") for l in logs), logs
-    trained = experiment.run(cfg, log=quiet)["values"]
+    trained = experiment.run(cfg, build_task_sources, log=quiet)["values"]
     assert trained.shape == (100, 11)
     assert trained[:, 1].mean() < 0.5 * untrained[:, 1].mean()
     assert trained[:, 10].mean() < trained[:, 1].mean()
 
 
 def test_resume_continues_iterations_and_weights(tmp_path):
-    first = experiment.run(sine_cfg(tmp_path, metatrain_iterations=1200), log=quiet)
+    first = experiment.run(sine_cfg(tmp_path, metatrain_iterations=1200),
+                           build_task_sources, log=quiet)
     assert first["last_itr"] == 1199
     cfg = sine_cfg(tmp_path, metatrain_iterations=1500)
     sources = build_task_sources(cfg)
@@ -116,7 +118,7 @@ def test_resume_continues_iterations_and_weights(tmp_path):
         assert not np.array_equal(saved[n], initial[n])
 
     logs = []
-    second = experiment.run(cfg, log=logs.append)
+    second = experiment.run(cfg, build_task_sources, log=logs.append)
     assert second["resume_itr"] == 1200 and second["last_itr"] == 1499
     assert any("ckpt-1199" in l for l in logs)
     learner2 = experiment.build_learner(cfg, sources)
@@ -130,9 +132,10 @@ def test_resume_continues_iterations_and_weights(tmp_path):
 
 
 def test_test_mode_csv_and_pickle(tmp_path):
-    experiment.run(sine_cfg(tmp_path, metatrain_iterations=200), log=quiet)
+    experiment.run(sine_cfg(tmp_path, metatrain_iterations=200), build_task_sources, log=quiet)
     result = experiment.run(sine_cfg(tmp_path, train=False, update_batch_size=5,
-                                     train_update_batch_size=10, test_batch_size=64), log=quiet)
+                                     train_update_batch_size=10, test_batch_size=64),
+                            build_task_sources, log=quiet)
     assert os.path.basename(result["csv"]) == "test_ubs5_stepsize0.01.csv"
     with open(result["csv"]) as f:
         rows = list(csv.reader(f))
@@ -148,7 +151,7 @@ def test_test_mode_csv_and_pickle(tmp_path):
     # Chunking is only for speed: one task at a time gives the same numbers.
     again = experiment.run(sine_cfg(tmp_path, train=False, update_batch_size=5,
                                     train_update_batch_size=10, test_batch_size=7,
-                                    num_test_tasks=20), log=quiet)
+                                    num_test_tasks=20), build_task_sources, log=quiet)
     np.testing.assert_allclose(again["values"], values[:20], rtol=1e-4, atol=1e-6)
 
 
@@ -207,7 +210,7 @@ def test_diverged_tasks_summarize_without_numpy_warnings():
 def test_saved_model_reloads_in_fresh_process(tmp_path):
     export_dir = str(tmp_path / "export")
     experiment.run(sine_cfg(tmp_path, metatrain_iterations=100, export_dir=export_dir,
-                            export_num_updates=3), log=quiet)
+                            export_num_updates=3), build_task_sources, log=quiet)
     cfg = sine_cfg(tmp_path, metatrain_iterations=100)
     sources = build_task_sources(cfg)
     learner = experiment.build_learner(cfg, sources)
@@ -253,7 +256,7 @@ def test_steps_are_traced_once(tmp_path):
 
 
 def test_summaries_use_the_original_names(tmp_path):
-    experiment.run(sine_cfg(tmp_path, metatrain_iterations=201), log=quiet)
+    experiment.run(sine_cfg(tmp_path, metatrain_iterations=201), build_task_sources, log=quiet)
     from tensorflow.core.util import event_pb2
     cfg = sine_cfg(tmp_path)
     tags, steps = set(), set()
@@ -267,3 +270,25 @@ def test_summaries_use_the_original_names(tmp_path):
     assert {"metatrain_Pre-update loss", "metatrain_Post-update loss, step 1",
             "metatrain_Post-update loss, step 5"} <= tags
     assert steps == {0, 100, 200}
+
+
+def test_the_engine_does_not_import_the_data_layer():
+    """maml_tf/ sees batches, not data sets: main.py wires data_generators to the engine
+    (maml_tf.sources describes what the engine needs)."""
+    import ast
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "maml_tf")
+    found = []
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            with open(path) as handle:
+                tree = ast.parse(handle.read())
+            for node in ast.walk(tree):
+                modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                           else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{path}:{node.lineno}" for module in modules
+                          if module.split(".")[0] == "data_generators"]
+    assert found == []

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from data_generators.factory import build_task_sources
+from data_generators.factory import build_task_sources, model_dimensions
 from maml_tf import experiment, tf1_import
 from maml_tf.checkpoint import CheckpointError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig
@@ -247,16 +247,19 @@ def test_imported_checkpoint_runs_test_mode_with_test_seeds_and_export(tmp_path)
     write_tiny_miniimagenet(tmp_path / "mini")
     write_original(tmp_path / "tf1" / "model1234", "conv")
     cfg = mini_cfg(tmp_path)
-    path = tf1_import.import_checkpoint(cfg, str(tmp_path / "tf1" / "model1234"), log=quiet)
+    path = tf1_import.import_checkpoint(cfg, str(tmp_path / "tf1" / "model1234"),
+                                      model_dimensions(cfg), log=quiet)
     assert path == os.path.join(cfg.experiment_dir, "ckpt-1234")
     with pytest.raises(CheckpointError, match="already holds checkpoints"):
-        tf1_import.import_checkpoint(cfg, str(tmp_path / "tf1" / "model1234"), log=quiet)
+        tf1_import.import_checkpoint(cfg, str(tmp_path / "tf1" / "model1234"),
+                                      model_dimensions(cfg), log=quiet)
 
     logs = []
-    default = experiment.run(cfg, log=logs.append)
+    default = experiment.run(cfg, build_task_sources, log=logs.append)
     assert any("ckpt-1234" in line for line in logs)
     seeded = experiment.run(mini_cfg(tmp_path, test_seed=3,
-                                     export_dir=str(tmp_path / "exported")), log=quiet)
+                                     export_dir=str(tmp_path / "exported")),
+                            build_task_sources, log=quiet)
     assert os.path.basename(default["csv"]) == "test_ubs1_stepsize0.01.csv"
     assert os.path.basename(seeded["csv"]) == "test_ubs1_stepsize0.01_testseed3.csv"
     assert os.path.exists(default["csv"]) and default["values"].shape == (4, 11)
@@ -312,7 +315,7 @@ def test_the_authors_checkpoint_imports(tmp_path):
                            logdir=str(tmp_path), train=False, test_set=True)
     assert cfg.experiment_dir.endswith("cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32"
                                        "maxpoolbatchnorm")
-    learner = experiment.build_learner(cfg, tf1_import.model_dimensions(cfg))
+    learner = experiment.build_learner(cfg, model_dimensions(cfg))
     checkpointer = IterationCheckpointer(cfg.experiment_dir, model=learner.model,
                                          optimizer=learner.optimizer)
     assert checkpointer.restore() == 59000
