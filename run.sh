@@ -99,13 +99,11 @@ preset() {  # preset NAME [flags...]: run the registry's preset NAME with run.sh
     rl) "$PY" -m rl.main --experiment="$name" --logroot="$LOGROOT" "${extra[@]}" "$@" ;;
   esac
 }
-rl_compare() {  # every test result of ENV found under $LOGROOT/rl, beside paper_numbers.json
-  local env="$1" files=(); shift
-  for m in maml pretrained random oracle; do
-    local f="$LOGROOT/rl/${env}_${m}/test_${m}.pkl"; [ -f "$f" ] && files+=("$f")
-  done
-  [ ${#files[@]} -gt 0 ] || { echo "run.sh: no test results for $env under $LOGROOT/rl" >&2; exit 2; }
-  "$PY" -m rl.compare --results="$(IFS=,; echo "${files[*]}")" --plot="$LOGROOT/rl/${env}_curves.png" "$@"
+rl_compare() {  # the results of ENV's test presets (the registry's) found under $LOGROOT
+  local env="$1" files; shift
+  files=$(registry results "$env" --logroot="$LOGROOT") || exit 2
+  [ -n "$files" ] || { echo "run.sh: no test results for $env under $LOGROOT/rl" >&2; exit 2; }
+  "$PY" -m rl.compare --results="${files//$'\n'/,}" --plot="$LOGROOT/rl/${env}_curves.png" "$@"
 }
 
 case "$name" in

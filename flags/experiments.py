@@ -15,10 +15,12 @@ This module is plain data and needs neither absl nor TensorFlow, so run.sh can a
     python -m flags.experiments list            # name, what it is, where the paper reports it
     python -m flags.experiments shell NAME      # for run.sh: entry point, iterations env/flag
     python -m flags.experiments args NAME       # the flags a preset expands to
+    python -m flags.experiments results ENV [--logroot=DIR]   # RL test results found for ENV
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -288,6 +290,34 @@ def _rl() -> list:
 
 EXPERIMENTS = {e.name: e for e in _supervised() + _rl()}
 
+# rl_ENV_compare's row order (the former run.sh loop's): variants of a method follow it
+_RL_COMPARE_ORDER = ("maml", "pretrained", "random", "oracle")
+
+
+def rl_result_file(logdir: str, method: str) -> str:
+    """Where ``python -m rl.main --mode=test`` writes a method's result (without
+    --test_results): the one name rl/main.py writes and rl_ENV_compare looks for."""
+    return os.path.join(logdir, f"test_{method}.pkl")
+
+
+def rl_test_presets(env: str) -> list:
+    """The registry's RL presets that run the test protocol on ``env`` (every method and
+    variant), in compare's order: maml, pretrained (and its variants), random, oracle."""
+    found = [e for e in EXPERIMENTS.values() if e.kind == "rl"
+             and e.flags.get("env_name") == env and e.flags.get("mode") == "test"]
+    rank = {method: i for i, method in enumerate(_RL_COMPARE_ORDER)}
+    return sorted(found, key=lambda e: rank.get(e.method, len(rank)))
+
+
+def rl_results(env: str, logroot: str = DEFAULT_LOGROOT) -> list:
+    """The result files of ``env``'s test presets that exist under ``logroot``."""
+    paths = []
+    for preset in rl_test_presets(env):
+        path = rl_result_file(preset.logdir(logroot), preset.method)
+        if os.path.isfile(path) and path not in paths:
+            paths.append(path)
+    return paths
+
 
 # ---- lookup and expansion ----------------------------------------------------------------
 def names() -> list:
@@ -411,8 +441,9 @@ def shell_info(name: str) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    usage = "usage: python -m flags.experiments list | shell NAME | args NAME [flags...]"
-    if len(argv) < 2 or argv[1] not in ("list", "shell", "args"):
+    usage = ("usage: python -m flags.experiments list | shell NAME | args NAME [flags...] | "
+             "results ENV [--logroot=DIR]")
+    if len(argv) < 2 or argv[1] not in ("list", "shell", "args", "results"):
         print(usage, file=sys.stderr)
         return 2
     try:
@@ -423,6 +454,13 @@ def main(argv: Sequence[str]) -> int:
             return 2
         elif argv[1] == "shell":
             print(shell_info(argv[2]))
+        elif argv[1] == "results":
+            if argv[2] not in RL_ENVS:
+                raise UnknownExperiment(f"unknown RL environment {argv[2]!r}; known: "
+                                        f"{', '.join(RL_ENVS)}")
+            logroot = last_value(argv[3:], "logroot") or DEFAULT_LOGROOT
+            for path in rl_results(argv[2], logroot):
+                print(path)
         else:
             print(" ".join(preset_args(argv[2], argv[3:])))
     except UnknownExperiment as error:

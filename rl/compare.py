@@ -43,7 +43,8 @@ def main(argv=None) -> int:
         for result in results:
             if "trajectories" in result:
                 stem, ext = os.path.splitext(args.plot)
-                out = f"{stem}_trajectories_{result['method']}{ext or '.png'}"
+                which = result["label"].replace(" (", "_").rstrip(")")   # method[_folder]
+                out = f"{stem}_trajectories_{which}{ext or '.png'}"
                 plot_trajectories(result, out)
                 print(f"wrote {out}")
     return 0

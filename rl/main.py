@@ -173,7 +173,8 @@ def run_test(train_cfg) -> None:
         initial = per_goal_initialisations(
             lambda seed: build_policy(train_cfg.policy, *dims, seed), cfg.num_tasks)
     result = evaluate(policy, cfg, FLAGS.discount, FLAGS.gae_lambda, initial)
-    path = FLAGS.test_results or os.path.join(FLAGS.logdir, f"test_{cfg.method}.pkl")
+    from flags.experiments import rl_result_file   # the name rl_ENV_compare looks for
+    path = FLAGS.test_results or rl_result_file(FLAGS.logdir, cfg.method)
     pickle_path, csv_path = save_results(result, path)
     means = " ".join(f"{m:.2f}" for m in result["mean_per_step"])
     print(f"{cfg.env_name} {cfg.method}: average return after 0..{cfg.num_steps} steps: "

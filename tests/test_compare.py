@@ -163,3 +163,24 @@ def test_classification_table_and_plot(tmp_path, monkeypatch):
     (_, paper_heights, _), (_, ours, _) = bars
     assert ours[0] == pytest.approx(90.0) and np.isnan(ours[1:]).all()   # only 5-way 1-shot
     assert paper_heights[0] == 98.7 and paper_heights[-1] == 63.15
+
+
+def test_rl_results_sharing_a_method_are_told_apart_by_their_folder(tmp_path):
+    """The pretrained baseline and its multitask variant both write test_pretrained.pkl:
+    the table names their folders; a method with one result keeps its plain name."""
+    import pickle
+
+    from maml_tf.reporting.rl import comparison_table, load_results
+    paths = []
+    for folder, method, mean in (("point_maml", "maml", -20.0),
+                                 ("point_pretrained", "pretrained", -40.0),
+                                 ("point_pretrained_multitask", "pretrained", -30.0)):
+        os.makedirs(tmp_path / folder)
+        paths.append(str(tmp_path / folder / f"test_{method}.pkl"))
+        with open(paths[-1], "wb") as handle:
+            pickle.dump({"env_name": "point", "method": method, "paper_key": "none",
+                         "mean_per_step": [mean], "std_per_step": [1.0]}, handle)
+    rows = [line.split() for line in comparison_table(load_results(paths), {}).splitlines()]
+    assert [row[1:3] + row[-2:] for row in rows[1:]] == [
+        ["maml", "0", "-20.00", "1.00"], ["pretrained", "(point_pretrained)", "-40.00", "1.00"],
+        ["pretrained", "(point_pretrained_multitask)", "-30.00", "1.00"]]

@@ -234,3 +234,41 @@ def test_presets_build_valid_configurations():
         "cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm"
     assert names["sinusoid_lr0.001"] == "cls_5.mbs_25.ubs_10.numstep1.updatelr0.001nonorm"
     assert names["omniglot_5way_1shot"] == "cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm"
+
+
+# ---- RL result files: one name, every test preset compared ---------------------------------
+def test_rl_test_presets_name_the_method_rl_main_tests():
+    """The file a test preset's run writes is named by rl/main.py's method (random init,
+    oracle, no inner step, else maml): the registry's ``method`` must be that one."""
+    for env in experiments.RL_ENVS:
+        presets = experiments.rl_test_presets(env)
+        assert {p.name for p in presets} >= {f"rl_{env}_test", f"rl_{env}_random",
+                                             f"rl_{env}_pretrained_multitask_test"}
+        for preset in presets:
+            flags = preset.flags
+            derived = ("random" if flags.get("test_init") == "random" else
+                       "oracle" if flags.get("oracle") else
+                       "pretrained" if flags.get("use_maml") is False else "maml")
+            assert preset.method == derived, preset.name
+
+
+def test_rl_results_lists_the_files_of_every_test_preset_that_exist(tmp_path):
+    root = str(tmp_path)
+    assert experiments.rl_results("point", root) == []
+    for name in ("rl_point_oracle_test", "rl_point_pretrained_multitask_test",
+                 "rl_point_test", "rl_cheetah_dir_random"):
+        preset = experiments.EXPERIMENTS[name]
+        path = experiments.rl_result_file(preset.logdir(root), preset.method)
+        os.makedirs(os.path.dirname(path))
+        open(path, "w").close()
+    expected = [os.path.join(root, "rl", folder, name) for folder, name in (
+        ("point_maml", "test_maml.pkl"), ("point_pretrained_multitask", "test_pretrained.pkl"),
+        ("point_oracle", "test_oracle.pkl"))]
+    assert experiments.rl_results("point", root) == expected
+    listed = subprocess.run([sys.executable, "-m", "flags.experiments", "results", "point",
+                             f"--logroot={root}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0 and listed.stdout.splitlines() == expected
+    unknown = subprocess.run([sys.executable, "-m", "flags.experiments", "results", "moon"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "point" in unknown.stderr

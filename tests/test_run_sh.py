@@ -15,7 +15,7 @@ RUN_SH = os.path.join(ROOT, "run.sh")
 
 
 def run_sh(*args, logroot, env_extra=None, check=True):
-    env = dict(os.environ, LOGROOT=str(logroot), PY=sys.executable, **(env_extra or {}))
+    env = {**os.environ, "LOGROOT": str(logroot), "PY": sys.executable, **(env_extra or {})}
     proc = subprocess.run([RUN_SH, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     if check and proc.returncode != 0:
@@ -96,6 +96,34 @@ def test_preset_names_route_to_their_entry_point(tmp_path):
     assert command("miniimagenet_1shot_authors", AUTHORS_CKPT="/a/model9")[:4] == [
         "import_tf1_checkpoint.py", "--experiment=miniimagenet_1shot_authors",
         f"--logroot={tmp_path}", "--tf1_checkpoint=/a/model9"]
+
+
+
+def test_rl_compare_takes_every_test_presets_result(tmp_path):
+    """rl_ENV_compare passes the result of each of ENV's test presets that exists (the
+    registry's list, also the variants), in the table's order; none at all is an error."""
+    echo = tmp_path / "echo_python"
+    echo.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    echo.chmod(0o755)
+    logroot = tmp_path / "logs"
+    for folder, method in (("point_oracle", "oracle"), ("point_maml", "maml"),
+                           ("point_pretrained_multitask", "pretrained"),
+                           ("point_pretrained", "pretrained"), ("cheetah_vel_maml", "maml")):
+        (logroot / "rl" / folder).mkdir(parents=True)
+        (logroot / "rl" / folder / f"test_{method}.pkl").write_bytes(b"")
+    (logroot / "rl" / "point_random").mkdir()   # a folder without its result: left out
+    proc = run_sh("rl_point_compare", "--paper=p.json", logroot=logroot,
+                  env_extra={"PY": str(echo)})
+    rl = logroot / "rl"
+    assert proc.stdout.split() == [
+        "-m", "rl.compare", "--results=" + ",".join(str(p) for p in (
+            rl / "point_maml" / "test_maml.pkl", rl / "point_pretrained" / "test_pretrained.pkl",
+            rl / "point_pretrained_multitask" / "test_pretrained.pkl",
+            rl / "point_oracle" / "test_oracle.pkl")),
+        f"--plot={rl}/point_curves.png", "--paper=p.json"]
+    missing = run_sh("rl_ant_dir_compare", logroot=logroot, env_extra={"PY": str(echo)},
+                     check=False)
+    assert missing.returncode == 2 and "no test results for ant_dir" in missing.stderr
 
 
 def _recorded_commands(tmp_path, *args, env_extra=None):

@@ -16,13 +16,25 @@ COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:green",
 
 
 def load_results(paths: list) -> list:
+    """The result pickles, each labelled for the table and the plots: its method, or, when
+    two results of one task share a method (e.g. the pretrained baseline and its multitask
+    variant), its method and run folder."""
     results = []
     for path in paths:
         if not os.path.exists(path):
             raise FileNotFoundError(f"results file not found: {path}")
         with open(path, "rb") as handle:
             results.append(pickle.load(handle))
+    for path, result in zip(paths, results):
+        shared = [r for r in results if (r["env_name"], r["method"]) ==
+                  (result["env_name"], result["method"])]
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        result["label"] = result["method"] + (f" ({folder})" if len(shared) > 1 else "")
     return results
+
+
+def _label(result: dict) -> str:
+    return result.get("label", result["method"])
 
 
 def paper_entry(paper: dict, result: dict):
@@ -36,7 +48,8 @@ def paper_entry(paper: dict, result: dict):
 
 
 def comparison_table(results: list, paper: dict) -> str:
-    lines = [f"{'task':<14} {'method':<11} {'steps':>5} {'ours mean':>10} {'ours std':>9} "
+    width = max([11] + [len(_label(result)) for result in results])
+    lines = [f"{'task':<14} {'method':<{width}} {'steps':>5} {'ours mean':>10} {'ours std':>9} "
              f"{'paper mean':>11} {'paper std':>10}"]
     for result in results:
         reference = paper_entry(paper, result)
@@ -47,7 +60,7 @@ def comparison_table(results: list, paper: dict) -> str:
                 paper_mean = f"{reference[0][step]:.2f}"
                 if reference[1] is not None:
                     paper_std = f"{reference[1][step]:.2f}"
-            lines.append(f"{result['env_name']:<14} {result['method']:<11} {step:>5} "
+            lines.append(f"{result['env_name']:<14} {_label(result):<{width}} {step:>5} "
                          f"{mean:>10.2f} {std:>9.2f} {paper_mean:>11} {paper_std:>10}")
     return "\n".join(lines)
 
@@ -61,17 +74,21 @@ def plot_curves(results: list, paper: dict, path: str) -> None:
     envs = sorted({r["env_name"] for r in results})
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs):
+        drawn = set()   # a method's paper curve once, also beside a variant of the method
         for result in [r for r in results if r["env_name"] == env]:
             color = COLORS.get(result["method"], None)
             steps = np.arange(len(result["mean_per_step"]))
+            variant = _label(result) != result["method"]
             if result["method"] == "oracle":
                 # the original evaluated the oracle without adaptation (step size 0)
-                ax.axhline(result["mean_per_step"][0], color=color, label="oracle (ours)")
+                ax.axhline(result["mean_per_step"][0], color=color, ls=":" if variant else "-",
+                           label=f"{_label(result)} (ours)")
             else:
-                ax.plot(steps, result["mean_per_step"], "o-", color=color,
-                        label=f"{result['method']} (ours)")
+                ax.plot(steps, result["mean_per_step"], "^:" if variant else "o-", color=color,
+                        label=f"{_label(result)} (ours)")
             reference = paper_entry(paper, result)
-            if reference is not None:
+            if reference is not None and result["method"] not in drawn:
+                drawn.add(result["method"])
                 means = reference[0]
                 if len(means) == 1:
                     ax.axhline(means[0], ls="--", color=color, label=f"{result['method']} (paper)")
