@@ -184,3 +184,49 @@ def test_rl_results_sharing_a_method_are_told_apart_by_their_folder(tmp_path):
     assert [row[1:3] + row[-2:] for row in rows[1:]] == [
         ["maml", "0", "-20.00", "1.00"], ["pretrained", "(point_pretrained)", "-40.00", "1.00"],
         ["pretrained", "(point_pretrained_multitask)", "-30.00", "1.00"]]
+
+
+def _recorded_run(directory, preset_name, accuracy, record_as=None, **changes):
+    """A tested classification run in ``directory`` with its config.json, as a training of
+    ``preset_name``'s flags (with ``changes``) and ``--experiment=record_as`` writes it."""
+    import dataclasses
+
+    from flags import experiments
+    from maml_tf import experiment, run_folder
+    from maml_tf.config import ExperimentConfig
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    preset = experiments.EXPERIMENTS[preset_name]
+    cfg = ExperimentConfig(**{**{k: v for k, v in preset.flags.items() if k in fields},
+                              **changes}, logdir=str(directory))
+    values = np.full((600, 11), accuracy)
+    evaluation.write_results(values, directory, cfg.update_batch_size, cfg.update_lr,
+                             log=lambda *_: None, iteration=99)
+    open(os.path.join(directory, "ckpt-99.index"), "w").close()
+    run_folder.compare_settings(str(directory), experiment.run_settings(cfg),
+                                experiment.FIXED_SETTINGS, log=lambda *_: None, compare=False,
+                                config=dataclasses.asdict(cfg), experiment=record_as)
+
+
+def test_classification_rows_come_from_the_run_records(tmp_path):
+    """compare finds a run by its config.json: moved and renamed, or trained with bare flags
+    elsewhere; a record that contradicts the preset it names is not used (a note says so),
+    and one naming another preset with the same flags (the authors' import) is not taken."""
+    from flags import experiments
+    _recorded_run(tmp_path / "archive" / "renamed", "omniglot_5way_1shot", 0.91,
+                  record_as="omniglot_5way_1shot")
+    _recorded_run(tmp_path / "bare" / "run", "omniglot_20way_1shot", 0.8)
+    _recorded_run(tmp_path / "authors" / "run", "miniimagenet_1shot", 0.5,
+                  record_as="miniimagenet_1shot_authors")
+    own = experiments.EXPERIMENTS["miniimagenet_5shot"]
+    from maml_tf.reporting.classification import classification_runs
+    own_dir = next(cfg.experiment_dir for preset, cfg in classification_runs(str(tmp_path))
+                   if preset is own)
+    _recorded_run(own_dir, "miniimagenet_5shot", 0.7, record_as="miniimagenet_5shot",
+                  num_filters=64)                     # a model the preset does not train
+    table = compare.classification_table(str(tmp_path), PAPER)
+    assert "| Omniglot 5-way 1-shot | 100 | 91.0 +- 0.0 | 91.0 +- 0.0 | 98.7 +- 0.4 |" in table
+    assert "| Omniglot 20-way 1-shot | 100 | 80.0 +- 0.0 | 80.0 +- 0.0 |" in table
+    assert "| MiniImagenet 5-way 1-shot | - | - | - |" in table
+    assert "| MiniImagenet 5-way 5-shot | - | - | - |" in table
+    assert ("names miniimagenet_5shot but records num_filters=64 (preset: 32): not used"
+            in table)

@@ -1,7 +1,9 @@
 """Table 1 (few-shot classification): our 600-task test results beside the paper's.
 
-Every Table 1 preset of the registry (flags/experiments.py) has a row, found in the folder the
-preset trains in; ``-`` where a run was not done (never invented).
+Every Table 1 preset of the registry (flags/experiments.py) has a row, from the run whose
+record (``config.json``) names the preset or has its settings, wherever it is under the log
+root (:mod:`maml_tf.reporting.runs`); the preset's own folder for runs from before records;
+``-`` where a run was not done (never invented).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Optional
 from flags import experiments
 from maml_tf.evaluation import read_results, result_basename, tested_iteration
 from maml_tf.reporting.paper import lookup
+from maml_tf.reporting.runs import find_preset_run, recorded_runs
 
 
 def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
@@ -37,10 +40,51 @@ def classification_runs(logroot: str) -> list:
     return runs
 
 
-def result_csv(cfg) -> str:
-    """Where test mode writes the original-protocol result of ``cfg`` (evaluation's name)."""
-    return os.path.join(cfg.experiment_dir,
+def result_csv(cfg, run_dir: Optional[str] = None) -> str:
+    """Where test mode writes the original-protocol result of ``cfg`` (evaluation's name), in
+    ``run_dir`` (default: the experiment directory the flags name)."""
+    return os.path.join(run_dir or cfg.experiment_dir,
                         result_basename(cfg.update_batch_size, cfg.update_lr) + ".csv")
+
+
+@dataclasses.dataclass
+class Row:
+    """One Table 1 row: the preset, the configuration its result is read with (the run
+    record's where there is one), the result file (None: no run found) and notes."""
+
+    preset: object
+    cfg: object
+    csv_path: Optional[str]
+    run_dir: Optional[str]
+    notes: list
+
+
+def table1_rows(logroot: str) -> list:
+    """A :class:`Row` per Table 1 preset, its run found by the run records under ``logroot``
+    (a moved or renamed run folder is still found) or, for runs from before records, in the
+    preset's own folder."""
+    records = recorded_runs(logroot) if os.path.isdir(logroot) else []
+    rows = []
+    for preset, cfg in classification_runs(logroot):
+        expected = dataclasses.asdict(cfg)
+
+        def tested(run_dir, config):
+            return os.path.exists(result_csv(_with(cfg, config), run_dir))
+
+        found = find_preset_run(logroot, preset.name, expected, cfg.experiment_dir, tested,
+                                records)
+        run_cfg = _with(cfg, found.config)
+        csv_path = result_csv(run_cfg, found.run_dir) if found.run_dir else None
+        rows.append(Row(preset, run_cfg, csv_path, found.run_dir, found.notes))
+    return rows
+
+
+def _with(cfg, config: Optional[dict]):
+    """``cfg`` with the recorded values of the fields the result's name and columns use."""
+    if not config:
+        return cfg
+    return dataclasses.replace(cfg, **{k: config[k] for k in (
+        "update_batch_size", "update_lr", "num_updates") if k in config})
 
 
 def _trained_iterations(experiment_dir: str) -> Optional[int]:
@@ -55,13 +99,15 @@ def classification_table(logroot: str, paper: dict) -> str:
     lines = ["### Few-shot classification (paper Table 1): accuracy %, 600 test tasks", "",
              "| configuration | tested after iterations | after num_updates steps | "
              "after 10 steps | paper |", "|---|---|---|---|---|"]
-    for preset, cfg in classification_runs(logroot):
+    notes = []
+    for row in table1_rows(logroot):
+        preset, cfg, csv_path = row.preset, row.cfg, row.csv_path
+        notes += row.notes
         label = preset.label
         reference = lookup(paper, preset.paper_key)
         paper_cell = f"{reference[0]} +- {reference[1]}"
-        csv_path = result_csv(cfg)
-        iterations = _trained_iterations(cfg.experiment_dir)
-        if not os.path.exists(csv_path):
+        iterations = _trained_iterations(row.run_dir) if row.run_dir else None
+        if csv_path is None or not os.path.exists(csv_path):
             trained = f"(trained {iterations}, not tested)" if iterations else "-"
             lines.append(f"| {label} | {trained} | - | - | {paper_cell} |")
             continue
@@ -74,6 +120,8 @@ def classification_table(logroot: str, paper: dict) -> str:
         lines.append(f"| {label} | {iterations or '-'} | {cells[0]} | {cells[1]} | "
                      f"{paper_cell} |")
     prior = paper["omniglot"]["prior_methods"]
+    if notes:
+        lines += [""] + [f"Note: {note}" for note in notes]
     lines += ["", "Prior methods in the paper's Table 1 (Omniglot, %): " + "; ".join(
         f"{name} " + ", ".join(f"{k} {v}" for k, v in values.items())
         for name, values in prior.items()) + ".",
@@ -95,11 +143,11 @@ def plot_classification(logroot: str, paper: dict, plot_dir: str) -> list[str]:
     import numpy as np
 
     labels, ours, ours_ci, theirs, theirs_ci = [], [], [], [], []
-    for preset, cfg in classification_runs(logroot):
-        label = preset.label
-        reference = lookup(paper, preset.paper_key)
-        csv_path = result_csv(cfg)
-        res = read_results(csv_path) if os.path.exists(csv_path) else None
+    for row in table1_rows(logroot):
+        label = row.preset.label
+        reference = lookup(paper, row.preset.paper_key)
+        res = read_results(row.csv_path) if row.csv_path and os.path.exists(row.csv_path) \
+            else None
         labels.append(label.replace(" ", "\n", 1).replace(", ", "\n"))
         ours.append(100 * _at(res, 10) if res else np.nan)
         ours_ci.append(100 * _at(res, 10, "ci95") if res else 0)
