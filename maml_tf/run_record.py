@@ -70,7 +70,8 @@ def find_run(cfg: ExperimentConfig) -> Optional[str]:
     return below[0] if below else None
 
 
-def _same(flag_value, recorded) -> bool:
+def same_value(flag_value, recorded) -> bool:
+    """Equal, floats up to rounding (a JSON round trip); also compare's test of a record."""
     if isinstance(flag_value, float) or isinstance(recorded, float):
         return recorded is not None and flag_value is not None and \
             abs(float(flag_value) - float(recorded)) <= 1e-12 * max(1.0, abs(float(recorded)))
@@ -97,7 +98,7 @@ def resolve_for_test(cfg: ExperimentConfig, explicit: Iterable[str],
     checked = list(MODEL_FLAGS) + [name for name in NAMING_FLAGS
                                    if getattr(cfg, name) != -1]
     conflicts = [name for name in checked if name in explicit and name in recorded
-                 and not _same(getattr(cfg, name), recorded[name])]
+                 and not same_value(getattr(cfg, name), recorded[name])]
     if conflicts:
         details = "; ".join(f"--{name}={getattr(cfg, name)} but the run was trained with "
                             f"--{name}={recorded[name]}" for name in conflicts)

@@ -22,7 +22,7 @@ import os
 from typing import Optional
 
 from maml_tf.run_folder import RECORD_NAME, RunFolderError, checkpoint_iterations, read_record
-from maml_tf.run_record import MODEL_FLAGS
+from maml_tf.run_record import MODEL_FLAGS, same_value
 
 # The settings that make a run the preset's: the model, and what the experiment directory's
 # name encodes (K, the step size and count, the meta-batch, first order). The iterations and
@@ -56,17 +56,10 @@ def recorded_runs(logroot: str) -> list:
     return found
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and \
-            abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
-    return a == b
-
-
 def contradictions(config: dict, expected: dict) -> list:
     """``name: recorded vs preset`` for each of :data:`SETTINGS` the record contradicts."""
     return [f"{name}={config[name]!r} (preset: {expected[name]!r})" for name in SETTINGS
-            if name in config and name in expected and not _same(config[name], expected[name])]
+            if name in config and name in expected and not same_value(config[name], expected[name])]
 
 
 def find_preset_run(logroot: str, name: str, expected: dict, own_dir: str,
