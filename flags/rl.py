@@ -108,6 +108,14 @@ flags.DEFINE_boolean("overwrite", False, "delete the run already in --logdir (ch
 flags.DEFINE_integer("checkpoint_every", 1, "save a checkpoint every this many iterations")
 flags.DEFINE_float("checkpoint_minutes", 10.0, "also save when this many minutes have passed "
                    "since the last save (0: every iteration)")
+flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multi_worker"],
+                  "the TRPO meta-step on several devices with tf.distribute: none (one "
+                  "device) or mirrored (every local GPU, or --num_cpu_devices logical CPU "
+                  "devices); the meta-batch's tasks are split into equal shares and the step "
+                  "is the one-device step (docs/RL.md). Training only; multi_worker is not "
+                  "supported for RL")
+flags.DEFINE_integer("num_cpu_devices", 1, "--distribute=mirrored on a host without GPU: "
+                     "logical CPU devices (replicas) to split the meta-batch's tasks across")
 flags.DEFINE_integer("num_workers", None, "sampler worker processes for MuJoCo tasks (0: in "
                                           "process); default 2 for MuJoCo, 0 for the point")
 # ---- test protocol ---------------------------------------------------------------------
@@ -202,6 +210,41 @@ flags.register_validator(
                                      "with TRPO)")
 def _adam_only_pretrained(values):
     return values["pretrain_optimizer"] == "trpo" or not values["use_maml"]
+
+
+@flags.multi_flags_validator(["distribute", "num_cpu_devices", "meta_batch_size", "env_name",
+                              "use_maml", "pretrain_optimizer"])
+def _distribution_usable(values):
+    """Checked before anything is built or sampled; with GPUs the number of replicas is
+    known only later, and rl.trainer checks it again before sampling."""
+    distribute, count = values["distribute"], values["num_cpu_devices"]
+    if distribute == "multi_worker":
+        raise flags.ValidationError(
+            "--distribute=multi_worker is not supported for RL (python -m rl.main): every "
+            "worker would have to sample the same rollouts; use --distribute=mirrored "
+            "(the devices of one host)")
+    if count is None or count < 1:
+        raise flags.ValidationError(f"--num_cpu_devices must be >= 1, got {count}")
+    if distribute != "mirrored":
+        if count != 1:
+            raise flags.ValidationError(f"--num_cpu_devices={count} needs "
+                                        f"--distribute=mirrored")
+        return True
+    if not values["use_maml"] and values["pretrain_optimizer"] == "adam":
+        raise flags.ValidationError("--distribute=mirrored distributes the TRPO meta-step; "
+                                    "--pretrain_optimizer=adam runs on one device (use "
+                                    "--distribute=none)")
+    batch = values["meta_batch_size"]
+    if batch is None:
+        try:
+            batch = task_defaults(values["env_name"])["meta_batch_size"]
+        except UnknownEnvError:
+            return True   # the env_name validator reports it
+    if batch % count:
+        raise flags.ValidationError(
+            f"--meta_batch_size={batch} is not divisible by --num_cpu_devices={count} "
+            f"(--distribute=mirrored): every replica needs the same number of tasks")
+    return True
 
 
 @flags.multi_flags_validator(["logdir", "mode"])

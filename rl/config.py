@@ -40,6 +40,10 @@ class TrainConfig:
     checkpoint_every: int = 1
     checkpoint_minutes: float = 10.0
     num_workers: int = 0
+    #: the TRPO meta-step on one device ("none") or split across a MirroredStrategy's
+    #: replicas ("mirrored", rl.distribute); num_cpu_devices logical CPU devices without GPU
+    distribute: str = "none"
+    num_cpu_devices: int = 1
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     trpo: TRPOConfig = dataclasses.field(default_factory=TRPOConfig)
 

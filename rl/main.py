@@ -51,6 +51,7 @@ def train_config():
         num_workers=rl_flags.resolved("num_workers"),
         sampling=rl_flags.resolved("sampling"),
         sampling_lanes=rl_flags.resolved("sampling_lanes"), fixed_goals=FLAGS.fixed_goals,
+        distribute=FLAGS.distribute, num_cpu_devices=FLAGS.num_cpu_devices,
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
                             FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),
         trpo=TRPOConfig(
@@ -200,6 +201,7 @@ def main(argv):
     if FLAGS.mode == "export" and not FLAGS.export_dir:
         raise app.UsageError("--mode=export needs --export_dir")
     from maml_tf.checkpoint import CheckpointError
+    from maml_tf.distribute import DistributeError
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
     from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
@@ -213,7 +215,7 @@ def main(argv):
     except Stopped as stopped:
         print(str(stopped), file=sys.stderr)
         return stopped.exit_status
-    except (CheckpointError, RunFolderError, ExportError) as error:
+    except (CheckpointError, RunFolderError, ExportError, DistributeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except NonFiniteError as error:

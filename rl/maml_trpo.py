@@ -3,7 +3,9 @@
 This module is the meta-optimizer (surrogate, KL, Hessian-vector products, CG, line search);
 the inner step is ``rl.adaptation`` on top of the shared core ``maml_tf.core``. The losses
 are pure functions of a flat parameter vector and of the sampled batches, traced
-once per configuration with ``tf.function``:
+once per configuration with ``tf.function``. Each is written as sums over a share of the
+tasks followed by the division that makes them means, so that ``rl.distribute`` can compute
+the sums on several devices and all-reduce them (``--distribute=mirrored``):
 
 * inner step, per task and vectorised over the K tasks: theta'_k = theta - fast_lr *
   grad(-mean_t log pi(a_t|s_t) A_t) on the task's pre-update batch (all parameters, log-std
@@ -80,11 +82,28 @@ class MAMLTRPO:
         self.config = config
         self.adapter = PolicyAdapter(policy, config.fast_lr)
         self.dtype = self.adapter.dtype
-        self._loss_kl_fn = tf.function(self._loss_and_kl, reduce_retracing=True)
-        self._loss_grad_fn = tf.function(self._loss_grad, reduce_retracing=True)
-        self._kl_grad_fn = tf.function(self._kl_grad, reduce_retracing=True)
-        self._exact_hvp_fn = tf.function(self._exact_hvp, reduce_retracing=True)
-        self._old_dist_fn = tf.function(self._post_update_dist, reduce_retracing=True)
+        # Each function is a per-share part (sums over a share of the tasks) and a finish
+        # (the task means from the totals); _compose joins them, here on one device, in
+        # rl.distribute across replicas.
+        self._loss_kl_fn = self._compose(self._task_sums, _finish_loss_kl)
+        self._loss_grad_fn = self._compose(self._share_loss_grad, _finish_loss_grad)
+        self._kl_grad_fn = self._compose(self._kl_sum_grad, _finish_over_steps)
+        self._exact_hvp_fn = self._compose(self._share_exact_hvp, _finish_over_steps)
+        self._old_dist_fn = self._per_task(self._post_update_dist)
+
+    # ------------------------------------------------------------------ placement
+    def _compose(self, share_fn, finish):
+        """``finish(*share_fn(*args))`` as one traced function over all the tasks."""
+        return tf.function(lambda *args: finish(*share_fn(*args)), reduce_retracing=True)
+
+    def _per_task(self, fn):
+        """``fn`` (per-task outputs, nothing summed) as a traced function."""
+        return tf.function(fn, reduce_retracing=True)
+
+    def place(self, train_batches, valid) -> tuple:
+        """The batches in the form the traced functions take: here as they are; a
+        distributed learner splits them across its replicas once per step."""
+        return tuple(train_batches), valid
 
     # ------------------------------------------------------------------ meta objective
     def _post_update_params(self, flat_params, train_batches, num_tasks):
@@ -98,49 +117,57 @@ class MAMLTRPO:
         params = self._post_update_params(flat_params, train_batches, tf.shape(valid.obs)[0])
         return self.policy.forward(valid.obs, params=params)
 
-    def _loss_and_kl(self, flat_params, train_batches, valid: ValidBatch):
+    def _task_sums(self, flat_params, train_batches, valid: ValidBatch):
+        """Over the tasks of ``valid``: the sum of the per-task surrogates, the sum of the KL
+        over their real steps, the number of real steps and the number of tasks. The loss is
+        the first over the last, the mean KL the second over the third (the original
+        concatenates every task's steps before averaging the KL): sums, so that a share of
+        the tasks contributes its part and the totals give the same means."""
         mean, log_std = self._post_update_dist(flat_params, train_batches, valid)
         new = gaussian(mean, log_std)
         old = gaussian(valid.old_mean, valid.old_log_std)
         ratio = tf.exp(new.log_prob(valid.actions) - old.log_prob(valid.actions))
-        loss = tf.reduce_mean(-masked_task_mean(ratio * valid.advantages, valid.mask))
+        loss_sum = tf.reduce_sum(-masked_task_mean(ratio * valid.advantages, valid.mask))
         kl = old.kl_divergence(new)
-        # the original concatenates every task's steps before averaging the KL
-        mean_kl = tf.reduce_sum(kl * valid.mask) / tf.reduce_sum(valid.mask)
-        return loss, mean_kl
+        num_tasks = tf.cast(tf.shape(valid.obs)[0], self.dtype)
+        return loss_sum, tf.reduce_sum(kl * valid.mask), tf.reduce_sum(valid.mask), num_tasks
 
-    def _loss_grad(self, flat_params, train_batches, valid):
+    def _share_loss_grad(self, flat_params, train_batches, valid):
         with tf.GradientTape() as tape:
             tape.watch(flat_params)
-            loss, _ = self._loss_and_kl(flat_params, train_batches, valid)
-        return loss, tape.gradient(loss, flat_params)
+            loss_sum, _, _, num_tasks = self._task_sums(flat_params, train_batches, valid)
+        return loss_sum, tape.gradient(loss_sum, flat_params), num_tasks
 
-    def _kl_grad(self, flat_params, train_batches, valid):
+    def _kl_sum_grad(self, flat_params, train_batches, valid):
+        """Gradient of the KL's numerator, and its denominator (no parameter in it)."""
         with tf.GradientTape() as tape:
             tape.watch(flat_params)
-            _, kl = self._loss_and_kl(flat_params, train_batches, valid)
-        return tape.gradient(kl, flat_params)
+            _, kl_sum, steps, _ = self._task_sums(flat_params, train_batches, valid)
+        return tape.gradient(kl_sum, flat_params), steps
 
-    def _exact_hvp(self, flat_params, vector, train_batches, valid):
+    def _share_exact_hvp(self, flat_params, vector, train_batches, valid):
         with tf.GradientTape() as outer:
             outer.watch(flat_params)
-            grad = self._kl_grad(flat_params, train_batches, valid)
+            grad, steps = self._kl_sum_grad(flat_params, train_batches, valid)
             grad_dot_v = tf.reduce_sum(grad * vector)
-        return outer.gradient(grad_dot_v, flat_params)
+        return outer.gradient(grad_dot_v, flat_params), steps
 
     # ------------------------------------------------------------------ TRPO step
     def make_valid_batch(self, flat_params, train_batches, episodes: Episodes) -> ValidBatch:
         """The post-update batch with the old post-update policy (recomputed at theta_old,
         identical to the sampling policy, so the ratio is exactly 1 at the start)."""
         batch = to_sample_batch(episodes, self.dtype)
-        old_mean, old_log_std = self._old_dist_fn(flat_params, tuple(train_batches), batch)
+        old_mean, old_log_std = self._old_dist_fn(flat_params, *self.place(train_batches,
+                                                                          batch))
         return ValidBatch(*batch, old_mean, old_log_std)
 
     def hvp_function(self, flat_params: np.ndarray, train_batches, valid):
         """x -> (H + damping I) x for the KL's Hessian at ``flat_params``."""
+        return self._hvp(flat_params, self.place(train_batches, valid))
+
+    def _hvp(self, flat_params: np.ndarray, data: tuple):
         def kl_grad(params_np):
-            return self._kl_grad_fn(tf.constant(params_np, self.dtype), train_batches,
-                                    valid).numpy()
+            return self._kl_grad_fn(tf.constant(params_np, self.dtype), *data).numpy()
 
         if self.config.hvp == "fd":
             hvp = optimization.finite_difference_hvp(kl_grad, flat_params,
@@ -150,7 +177,7 @@ class MAMLTRPO:
 
             def hvp(vector):
                 return self._exact_hvp_fn(theta, tf.constant(vector, self.dtype),
-                                          train_batches, valid).numpy()
+                                          *data).numpy()
         return optimization.damped(hvp, self.config.cg_damping)
 
     def meta_step(self, train_episodes: list, valid_episodes: Episodes) -> dict:
@@ -161,14 +188,15 @@ class MAMLTRPO:
             if cfg.use_maml else tuple()
         theta = self.policy.get_flat()
         valid = self.make_valid_batch(theta, train_batches, valid_episodes)
+        data = self.place(train_batches, valid)
         theta_np = theta.numpy()
 
         def loss_and_kl(params_np):
-            loss, kl = self._loss_kl_fn(tf.constant(params_np, self.dtype), train_batches, valid)
+            loss, kl = self._loss_kl_fn(tf.constant(params_np, self.dtype), *data)
             return loss.numpy(), kl.numpy()
 
-        loss_before, grad = (t.numpy() for t in self._loss_grad_fn(theta, train_batches, valid))
-        hvp = self.hvp_function(theta_np, train_batches, valid)
+        loss_before, grad = (t.numpy() for t in self._loss_grad_fn(theta, *data))
+        hvp = self._hvp(theta_np, data)
         direction = optimization.conjugate_gradient(hvp, grad, cfg.cg_iters)
         shs = float(direction @ hvp(direction))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,3 +213,20 @@ class MAMLTRPO:
             "backtracks": result.backtracks, "grad_norm": float(np.linalg.norm(grad)),
             "time_meta_step": time.time() - started,
         }
+
+
+def _finish_loss_kl(loss_sum, kl_sum, steps, num_tasks):
+    """(mean surrogate over tasks, mean KL over all real post-update steps)."""
+    return loss_sum / num_tasks, kl_sum / steps
+
+
+
+def _finish_loss_grad(loss_sum, grad_sum, num_tasks):
+    """(mean surrogate over tasks, its gradient)."""
+    return loss_sum / num_tasks, grad_sum / num_tasks
+
+
+def _finish_over_steps(kl_sum_term, steps):
+    """The KL's gradient or Hessian-vector product from its numerator's: the denominator,
+    the number of real steps, does not depend on the parameters."""
+    return kl_sum_term / steps

@@ -26,11 +26,13 @@ from absl import logging
 
 from maml_tf import run_folder
 from maml_tf.checkpoint import IterationCheckpointer
+from maml_tf.distribute import DistributeError, build_strategy, check_meta_batch
 from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
 from rl.envs.registry import make_env
 from rl.episodes import compute_advantages
 from rl.adaptation import PolicyAdapter, to_sample_batch
+from rl.distribute import MirroredTRPO
 from rl.maml_trpo import MAMLTRPO
 from rl.policies import GaussianMLPPolicy
 from rl.pretrain import AdamPretrainer
@@ -92,11 +94,33 @@ class Trainer:
         self.lock = run_folder.RunLock(cfg.logdir, _say).acquire()
         self.vector_env = None
         try:
+            self.strategy = self._build_strategy()
             self._prepare_folder()
             self._build()
         except BaseException:
             self.close()
             raise
+
+    def _build_strategy(self):
+        """The strategy of the TRPO meta-step (None: one device), made first: logical CPU
+        devices can only be configured before TensorFlow's first operation, and a meta-batch
+        that does not split is refused before anything is written or sampled."""
+        cfg = self.cfg
+        if cfg.distribute not in ("none", "mirrored"):
+            raise DistributeError(f"--distribute={cfg.distribute} is not supported for RL "
+                                  f"(none or mirrored)")
+        if (cfg.distribute == "mirrored" and not cfg.trpo.use_maml
+                and cfg.trpo.pretrain_optimizer == "adam"):
+            raise DistributeError("--distribute=mirrored distributes the TRPO meta-step; "
+                                  "--pretrain_optimizer=adam runs on one device")
+        strategy = build_strategy(cfg.distribute, cfg.num_cpu_devices)   # None for "none"
+        if strategy is None:
+            return None
+        check_meta_batch(cfg.meta_batch_size, strategy.num_replicas_in_sync, cfg.distribute)
+        logging.info("TRPO meta-step on %d replicas (%s): %d tasks each",
+                     strategy.num_replicas_in_sync, ", ".join(strategy.extended.worker_devices),
+                     cfg.meta_batch_size // strategy.num_replicas_in_sync)
+        return strategy
 
     def _prepare_folder(self) -> None:
         cfg = self.cfg
@@ -145,7 +169,8 @@ class Trainer:
             self.learner = AdamPretrainer(self.policy, cfg.trpo.pretrain_lr)
             extra = self.learner.trackables()
         else:
-            self.learner = MAMLTRPO(self.policy, cfg.trpo)
+            self.learner = MAMLTRPO(self.policy, cfg.trpo) if self.strategy is None \
+                else MirroredTRPO(self.policy, cfg.trpo, self.strategy)
         # --fixed_goals: the goals are drawn once, from the seed, so a resume draws the same
         self.fixed_tasks = self.task_env.sample_tasks(
             cfg.meta_batch_size, np.random.RandomState(self._seed(0, 999))) \

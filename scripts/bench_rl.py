@@ -2,6 +2,8 @@
 seconds per meta-iteration. Prints medians (and writes JSON with --out).
 
     nice -n 10 .venv/bin/python scripts/bench_rl.py --repeats=3 --out=logs/rl/bench.json
+    # ms per TRPO meta-step, one device against --distribute=mirrored on 2 logical CPUs
+    .venv/bin/python scripts/bench_rl.py --trpo_steps=5 --distribute=none,mirrored
 
 Sampling uses the real path (TensorFlow policy, one evaluation per time step for all envs).
 MuJoCo stepping counts control steps (the cheetah: 1 simulator step, the ant: 2).
@@ -95,6 +97,64 @@ def meta_iterations(env_name: str, tasks: int, episodes: int, workers: int, iter
     return {key: float(np.median([h[key] for h in later])) for key in keys}
 
 
+def trpo_steps(env_name: str, tasks: int, episodes: int, distribute: str, devices: int,
+               steps: int) -> dict:
+    """Milliseconds per TRPO meta-step (``MAMLTRPO.meta_step`` alone, no sampling) with the
+    task's default settings: one real iteration is sampled (and its meta-step traces the
+    functions), then the same step is repeated ``steps`` times from the same parameters, so
+    every repetition does the same work. Runs in its own process (logical devices)."""
+    from maml_tf.distribute import build_strategy
+    build_strategy(distribute, devices)   # before TensorFlow's first operation
+    from flags.experiments import task_defaults
+    from rl.config import TrainConfig
+    from rl.envs.registry import get_spec
+    from rl.maml_trpo import TRPOConfig
+    from rl.trainer import Trainer
+    defaults = task_defaults(env_name)
+    cfg = TrainConfig(env_name=env_name, meta_batch_size=tasks, fast_batch_size=episodes,
+                      max_path_length=get_spec(env_name).horizon, n_itr=1,
+                      sampling=defaults["sampling"], sampling_lanes=defaults["sampling_lanes"],
+                      logdir=tempfile.mkdtemp(prefix="bench_rl_"), num_workers=0,
+                      distribute=distribute, num_cpu_devices=devices,
+                      trpo=TRPOConfig(fast_lr=defaults["fast_lr"], hvp=defaults["hvp"]))
+    trainer = Trainer(cfg)
+    try:
+        learner, captured = trainer.learner, []
+        step = learner.meta_step
+        learner.meta_step = lambda *args: captured.append(args) or step(*args)
+        theta = trainer.policy.get_flat()
+        trainer.run_iteration(0)
+        times, backtracks = [], []
+        for _ in range(steps):
+            trainer.policy.set_flat(theta)
+            start = time.perf_counter()
+            info = step(*captured[0])
+            times.append(1000 * (time.perf_counter() - start))
+            backtracks.append(info["backtracks"])
+    finally:
+        trainer.close()
+    return {"ms_per_trpo_step": float(np.median(times)), "ms_all": times,
+            "backtracks": backtracks, "hvp": defaults["hvp"],
+            "replicas": trainer.learner.num_replicas if distribute != "none" else 1}
+
+
+def trpo_comparison(configs: str, modes: str, devices: int, steps: int) -> dict:
+    """``trpo_steps`` for every configuration and mode, each in a fresh process."""
+    import subprocess
+    report = {}
+    for item in configs.split(","):
+        for mode in modes.split(","):
+            command = [sys.executable, os.path.abspath(__file__), f"--trpo_child={item}",
+                       f"--distribute={mode}", f"--trpo_steps={steps}",
+                       f"--num_cpu_devices={devices if mode == 'mirrored' else 1}"]
+            output = subprocess.run(command, capture_output=True, text=True, check=True)
+            result = json.loads(output.stdout.strip().splitlines()[-1])
+            report[f"{item}/{mode}"] = result
+            print(item, mode, round(result["ms_per_trpo_step"], 1), "ms per TRPO step",
+                  result, flush=True)
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -109,8 +169,29 @@ def main() -> int:
                         help="env:meta_batch_size:fast_batch_size,...")
     parser.add_argument("--meta_workers", type=int, default=0,
                         help="worker processes for the MuJoCo meta-iterations (point: always 0)")
+    parser.add_argument("--trpo_steps", type=int, default=0,
+                        help="> 0: only time the TRPO meta-step (no sampling) this many times "
+                             "per --meta_configs entry and --distribute mode")
+    parser.add_argument("--distribute", default="none,mirrored",
+                        help="--trpo_steps: modes to compare (rl.main's --distribute)")
+    parser.add_argument("--num_cpu_devices", type=int, default=2,
+                        help="--trpo_steps: logical CPU devices for mirrored")
+    parser.add_argument("--trpo_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.trpo_child:
+        env_name, tasks, episodes = args.trpo_child.split(":")
+        print(json.dumps(trpo_steps(env_name, int(tasks), int(episodes), args.distribute,
+                                    args.num_cpu_devices, args.trpo_steps)))
+        return 0
+    if args.trpo_steps > 0:
+        report = trpo_comparison(args.meta_configs, args.distribute, args.num_cpu_devices,
+                                 args.trpo_steps)
+        if args.out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w") as handle:
+                json.dump(report, handle, indent=1)
+        return 0
     from rl.envs.mujoco_base import route_mujoco_warnings
     route_mujoco_warnings()
     report = {"throughput": {}, "meta_iteration": {}}
