@@ -13,7 +13,6 @@ Usage (the original's usage lines; see run.sh for all of them):
 This file only reads flags and wires the data layer to the engine: the work is done by
 maml_tf.experiment.run, with data_generators' task sources.
 """
-import sys
 
 import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
@@ -36,24 +35,17 @@ def main(argv):
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
     from maml_tf.run_record import resolve_for_test
-    from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
-    try:
+    from maml_tf.stopping import StopSignals, exit_status
+
+    def body():
         # test mode (and its export) takes what the command line leaves out from config.json
-        cfg = resolve_for_test(cfg, supervised_flags.explicit_flags())
+        tested = resolve_for_test(cfg, supervised_flags.explicit_flags())
         # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
         # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
         with StopSignals() as stop:
-            run(cfg, build_task_sources, stop=stop, preset=supervised_flags.FLAGS.experiment)
-    except Stopped as stopped:
-        print(str(stopped), file=sys.stderr)
-        return stopped.exit_status
-    except (DataError, CheckpointError, RunFolderError, ExportError, DistributeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except NonFiniteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    return 0
+            run(tested, build_task_sources, stop=stop, preset=supervised_flags.FLAGS.experiment)
+    return exit_status(body, (DataError, CheckpointError, RunFolderError, ExportError,
+                              DistributeError))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from typing import Optional
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -114,3 +115,28 @@ def children_ignore_interrupts():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def exit_status(body, user_errors: tuple) -> int:
+    """Runs an entry point's ``body()`` and turns how it ended into the process's exit status.
+
+    Why one function: both command lines (main.py, rl/main.py) promise the same contract, and
+    it is what scripts and the fault-injection table rely on: 0 done; 128 + signal number when
+    stopped by SIGINT/SIGTERM (after its save; the message on stderr); 2 for a user-facing
+    error of ``user_errors`` (bad data, checkpoint, run folder, export or cluster: one line,
+    no traceback); 3 when training met a non-finite loss or gradient.
+
+    Example: ``sys.exit(exit_status(lambda: run(cfg), (CheckpointError,)))``.
+    """
+    try:
+        body()
+    except Stopped as stopped:
+        print(str(stopped), file=sys.stderr)
+        return stopped.exit_status
+    except tuple(user_errors) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    return 0

@@ -15,7 +15,6 @@ This is the only RL module that reads absl flags; it turns them into rl.config o
 from __future__ import annotations
 
 import os
-import sys
 
 import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
@@ -204,24 +203,16 @@ def main(argv):
     from maml_tf.distribute import DistributeError
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
-    from maml_tf.stopping import NonFiniteError, Stopped, StopSignals
-    # SIGINT/SIGTERM (also for a run started in the background, whose SIGINT a shell
-    # ignores) finish the current iteration, save, and exit with one line.
-    try:
+    from maml_tf.stopping import StopSignals, exit_status
+
+    def body():
         apply_run_record()
         cfg = train_config()
+        # SIGINT/SIGTERM (also for a run started in the background, whose SIGINT a shell
+        # ignores) finish the current iteration, save, and exit with one line.
         with StopSignals() as stop:
             run(cfg, stop)
-    except Stopped as stopped:
-        print(str(stopped), file=sys.stderr)
-        return stopped.exit_status
-    except (CheckpointError, RunFolderError, ExportError, DistributeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except NonFiniteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    return 0
+    return exit_status(body, (CheckpointError, RunFolderError, ExportError, DistributeError))
 
 
 def run(cfg, stop) -> None:
