@@ -22,9 +22,10 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
-from typing import Callable, Iterable, Iterator, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 from PIL import Image
 
@@ -40,6 +41,21 @@ def sha256_of_file(path: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def run_command(parser, argv: Optional[Sequence[str]], prepare: Callable) -> int:
+    """A preparation command's ``main`` after its own flags: adds ``--overwrite``, parses
+    ``argv`` and calls ``prepare(args)``; a DataError becomes one ``error:`` line on stderr
+    and exit status 1 (no traceback: it names the file or flag to fix)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output_dir")
+    args = parser.parse_args(argv)
+    try:
+        prepare(args)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def require_file(path: Optional[str], flag: str) -> str:

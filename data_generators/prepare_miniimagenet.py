@@ -224,16 +224,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output_dir", required=True,
                         help="where to create {train,val,test}/<wnid>/*.jpg "
                              "(the original reads ./data/miniImagenet)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --output_dir")
-    args = parser.parse_args(argv)
-    try:
-        prepare_miniimagenet(args.csv_dir, args.output_dir, zip_dir=args.zip_dir,
-                             images_dir=args.images_dir, overwrite=args.overwrite)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return preparation.run_command(parser, argv, lambda args: prepare_miniimagenet(
+        args.csv_dir, args.output_dir, zip_dir=args.zip_dir, images_dir=args.images_dir,
+        overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

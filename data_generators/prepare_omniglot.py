@@ -172,16 +172,9 @@ def main(argv=None) -> int:
     parser.add_argument("--true_lanczos", action="store_true",
                         help="convert to 8-bit grey before the Lanczos resize (NOT the "
                              "original's data, which is a nearest-neighbour downsample)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --output_dir")
-    args = parser.parse_args(argv)
-    try:
-        prepare_omniglot(args.background_zip, args.evaluation_zip, args.output_dir,
-                         true_lanczos=args.true_lanczos, overwrite=args.overwrite)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return preparation.run_command(parser, argv, lambda args: prepare_omniglot(
+        args.background_zip, args.evaluation_zip, args.output_dir,
+        true_lanczos=args.true_lanczos, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 
 The command line of :mod:`maml_tf.reporting`: reads the test results the presets' test entries
 write (``<logroot>/<preset folder>/<experiment>/test_ubs{K}_stepsize{alpha}.csv`` and ``.pkl``)
-and ``docs/paper_numbers.json``; prints markdown tables. The sinusoid table lists only what was
+and ``docs/paper_numbers.json``; prints markdown tables. Each preset's run is found by its
+record (``config.json``) under the log root, wherever its folder is, else in the preset's own
+folder (:mod:`maml_tf.reporting.runs`). The sinusoid table lists only what was
 tested; the classification table keeps a row per Table 1 configuration, ``-`` where a run was
 not done. ``./run.sh sinusoid_experiment`` shows the sinusoid table only.
 """
@@ -62,8 +64,9 @@ def main(argv=None):
                         help="sinusoid: comma-separated run.sh log folders to show (default: "
                              "all of " + ",".join(r.folder for r in sinusoid_compare.RUNS) + ")")
     parser.add_argument("--seeds", type=_seeds, default=None,
-                        help="sinusoid: summarise the folders <run>_seed<N> over these seeds "
-                             "(mean and [min, max] per cell) instead of the <run> folders")
+                        help="sinusoid: summarise each run's seed-N runs over these seeds "
+                             "(mean and [min, max] per cell): found by their records, else in "
+                             "the folders <run>_seed<N>")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.logroot):
         parser.error(f"--logroot={args.logroot!r} is not a folder")

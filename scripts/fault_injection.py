@@ -38,6 +38,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tests.checkpoint_damage import damage_checkpoint  # noqa: E402
 PY = sys.executable
 SINE = ["main.py", "--datasource=sinusoid", "--norm=None", "--update_batch_size=10",
         "--update_lr=0.01"]
@@ -234,30 +236,6 @@ def signals(work, table):
 
 
 # --------------------------------------------------------------------------- damage
-def damage(prefix, how):
-    data = (glob.glob(prefix + ".data-*") or [None])[0]
-    index = prefix + ".index"
-    if how == "empty index":
-        open(index, "w").close()
-    elif how == "truncated index":
-        content = open(index, "rb").read()
-        open(index, "wb").write(content[:len(content) // 2])
-    elif how == "truncated data":
-        content = open(data, "rb").read()
-        open(data, "wb").write(content[:len(content) // 3])
-    elif how == "flipped data bytes":
-        content = bytearray(open(data, "rb").read())
-        for position in range(100, len(content), 997):
-            content[position] ^= 0xFF
-        open(data, "wb").write(bytes(content))
-    elif how == "missing data":
-        os.remove(data)
-    elif how == "missing state file":
-        os.remove(os.path.join(os.path.dirname(prefix), "checkpoint"))
-    elif how == "garbled state file":
-        open(os.path.join(os.path.dirname(prefix), "checkpoint"), "w").write("\x00garbage{{")
-
-
 def damaged_checkpoints(work, table):
     base = os.path.join(work, "damage_base")
     code, out = run(SINE + [f"--logdir={base}", "--metatrain_iterations=1500"])
@@ -269,7 +247,7 @@ def damaged_checkpoints(work, table):
         logdir = os.path.join(work, "damage_" + how.replace(" ", "_"))
         shutil.copytree(base, logdir)
         directory = os.path.join(logdir, SINE_DIR)
-        damage(os.path.join(directory, "ckpt-1499"), how)
+        damage_checkpoint(os.path.join(directory, "ckpt-1499"), how)
         expected = 1000 if "state" not in how else 1499
         code_t, out_t = run(SINE + [f"--logdir={logdir}", "--train=False",
                                     "--num_test_tasks=20"])

@@ -230,3 +230,61 @@ def test_classification_rows_come_from_the_run_records(tmp_path):
     assert "| MiniImagenet 5-way 5-shot | - | - | - |" in table
     assert ("names miniimagenet_5shot but records num_filters=64 (preset: 32): not used"
             in table)
+
+
+def _method_row(table, label, k):
+    """The cells of the table row of ``label`` (a method, padded or not) and ``k``."""
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ")]
+    return next(row for row in rows if row[:2] == [label, str(k)])
+
+
+def _sinusoid_dir(logroot, preset_name, folder=None, **changes):
+    """The experiment directory of a sinusoid preset's training in ``logroot/folder``."""
+    from flags import experiments
+    from maml_tf.reporting.runs import preset_config
+    preset = experiments.EXPERIMENTS[preset_name]
+    return preset_config(preset, os.path.join(logroot, folder or preset.folder, ""),
+                         **changes).experiment_dir
+
+
+def test_sinusoid_rows_come_from_the_run_records(tmp_path):
+    """As Table 1's: a moved run is found by its config.json; a record contradicting the
+    preset it names is not used even in the preset's own folder (a note says so); a bare-flag
+    run is the preset whose training it records (pretrained and MAML alpha 0.01 differ only
+    there); a run of another seed is the seed table's, not the main table's."""
+    _recorded_run(tmp_path / "archive" / "moved", "sinusoid_lr0.001", 0.5,
+                  record_as="sinusoid_lr0.001")
+    _recorded_run(_sinusoid_dir(tmp_path, "sinusoid"), "sinusoid", 0.7,
+                  record_as="sinusoid", update_lr=0.02)
+    _recorded_run(tmp_path / "bare" / "pretrained", "sinusoid_pretrained", 0.9,
+                  pretrain_iterations=500)
+    _recorded_run(tmp_path / "elsewhere" / "seed4", "sinusoid_lr0.001", 0.3,
+                  record_as="sinusoid_lr0.001", seed=4)
+    table = sinusoid_compare.sinusoid_table(str(tmp_path), PAPER)
+    assert _method_row(table, "MAML, alpha 0.001 (released code)", 10)[3] == "0.50 +- 0.00"
+    assert _method_row(table, "pretrained, fine-tuned", 10)[3] == "0.90 +- 0.00"
+    assert "alpha 0.01 (paper's text)" not in table and "0.70" not in table
+    assert "0.30" not in table                        # seed 4 is not the preset's run
+    assert ("names sinusoid but records update_lr=0.02 (preset: 0.01): not used" in table)
+    seeds = sinusoid_compare.seed_table(str(tmp_path), PAPER, [4])
+    row = _method_row(seeds, "MAML, alpha 0.001 (released code)", 10)
+    assert row[3] == "4" and row[4].startswith("0.30 (")
+    assert "pretrained" not in seeds
+
+
+def test_sinusoid_runs_without_a_record_are_read_from_their_folders(tmp_path):
+    """Runs from before records: the preset's folder and the <run>_seed<N> folders, as
+    before; an experiment directory there whose record names another preset is not read."""
+    _write(tmp_path, "sine_lr0.001", 5, 0.001, _values([1.0] * 11))
+    _write(tmp_path, "sine_lr0.001_seed2", 5, 0.001, _values([2.0] * 11))
+    _recorded_run(os.path.join(tmp_path, "sine_lr0.001", "other"), "sinusoid", 0.7,
+                  record_as="sinusoid")
+    table = sinusoid_compare.sinusoid_table(str(tmp_path), PAPER)
+    assert _method_row(table, "MAML, alpha 0.001 (released code)", 5)[3] == "1.00 +- 0.04"
+    with pytest.raises(StopIteration):   # the result of the recorded "other" run
+        _method_row(table, "MAML, alpha 0.001 (released code)", 10)
+    assert _method_row(table, "MAML, alpha 0.01 (paper's text)", 10)[3] == "0.70 +- 0.00"
+    seeds = sinusoid_compare.seed_table(str(tmp_path), PAPER, [0, 2])
+    row = _method_row(seeds, "MAML, alpha 0.001 (released code)", 5)
+    assert row[3:5] == ["2", "2.00"]

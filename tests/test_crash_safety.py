@@ -20,6 +20,7 @@ from maml_tf import experiment, run_folder, trainer
 from maml_tf.checkpoint import CheckpointError, CheckpointWriteError, IterationCheckpointer
 from maml_tf.config import ExperimentConfig
 from maml_tf.stopping import NonFiniteError
+from tests.checkpoint_damage import damage_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINE = ["--datasource=sinusoid", "--norm=None", "--update_batch_size=10", "--update_lr=0.01",
@@ -115,30 +116,11 @@ def test_lost_state_file_does_not_restart_from_zero(finished_run, tmp_path, dama
     assert 'all_model_checkpoint_paths: "ckpt-20"' in open(state).read()
 
 
-def _damage(prefix, how):
-    data = glob.glob(prefix + ".data-*")[0]
-    index = prefix + ".index"
-    if how == "empty index":
-        open(index, "w").close()
-    elif how == "truncated index":
-        content = open(index, "rb").read()
-        open(index, "wb").write(content[:len(content) // 2])
-    elif how == "truncated data":
-        content = open(data, "rb").read()
-        open(data, "wb").write(content[:len(content) // 3])
-    elif how == "flipped data byte":
-        content = bytearray(open(data, "rb").read())
-        content[len(content) // 2] ^= 0xFF
-        open(data, "wb").write(bytes(content))
-    elif how == "missing data":
-        os.remove(data)
-
-
 @pytest.mark.parametrize("how", ["empty index", "truncated index", "truncated data",
                                  "flipped data byte", "missing data"])
 def test_damaged_newest_checkpoint_falls_back_with_a_warning(finished_run, tmp_path, how):
     logdir, directory = copy_run(finished_run, tmp_path)
-    _damage(os.path.join(directory, "ckpt-59"), how)
+    damage_checkpoint(os.path.join(directory, "ckpt-59"), how)
     # test mode: the damaged one asked for by number is a clear error naming the file
     with pytest.raises(CheckpointError, match=r"ckpt-59 is damaged"):
         experiment.run(sine_cfg(logdir, train=False, test_iter=59, num_test_tasks=5),
@@ -161,7 +143,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(finished_run, tmp_p
 def test_every_checkpoint_damaged_is_an_error_not_a_restart(finished_run, tmp_path):
     logdir, directory = copy_run(finished_run, tmp_path)
     for iteration in (20, 40, 59):
-        _damage(os.path.join(directory, f"ckpt-{iteration}"), "empty index")
+        damage_checkpoint(os.path.join(directory, f"ckpt-{iteration}"), "empty index")
     with pytest.raises(CheckpointError, match="every checkpoint .* is damaged"):
         experiment.run(sine_cfg(logdir), build_task_sources, log=Log())
 

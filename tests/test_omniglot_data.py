@@ -138,6 +138,24 @@ def test_missing_and_truncated_zips_are_named(tiny_zips, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command", ["omniglot", "miniimagenet"])
+def test_command_line_reports_a_data_error_in_one_line(command, tmp_path, capsys):
+    """Both preparation commands: exit status 1 and one ``error:`` line naming the missing
+    input, no traceback and no output folder; the shared --overwrite flag is accepted."""
+    import importlib
+    main = importlib.import_module(f"data_generators.prepare_{command}").main
+    out = tmp_path / "out"
+    args = {"omniglot": [f"--background_zip={tmp_path / 'nowhere.zip'}",
+                         f"--evaluation_zip={tmp_path / 'ev.zip'}"],
+            "miniimagenet": [f"--csv_dir={tmp_path / 'nowhere'}",
+                             f"--zip_dir={tmp_path}"]}[command]
+    assert main(args + [f"--output_dir={out}", "--overwrite"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --{args[0][2:].split('=')[0]}: "
+        f"{'file' if command == 'omniglot' else 'folder'} not found: {args[0].split('=')[1]}"]
+    assert not out.exists()
+
+
 def test_wrong_counts_are_reported(tiny_zips, tmp_path):
     with pytest.raises(DataError, match="expected 50, 1623, 20"):
         prepare_omniglot(*tiny_zips, str(tmp_path / "o"), log=lambda *_: None)

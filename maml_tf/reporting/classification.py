@@ -16,7 +16,7 @@ from typing import Optional
 from flags import experiments
 from maml_tf.evaluation import read_results, result_basename, tested_iteration
 from maml_tf.reporting.paper import lookup
-from maml_tf.reporting.runs import find_preset_run, recorded_runs
+from maml_tf.reporting.runs import find_preset_run, preset_config, recorded_runs
 
 
 def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
@@ -28,16 +28,9 @@ def _at(results: Optional[dict], step: int, key="means") -> Optional[float]:
 def classification_runs(logroot: str) -> list:
     """(preset, its ExperimentConfig with the preset's log folder under ``logroot``) for every
     Table 1 preset of the registry, in the registry's (the table's) order."""
-    from maml_tf.config import ExperimentConfig
-
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    runs = []
-    for preset in experiments.EXPERIMENTS.values():
-        if preset.kind != "supervised" or preset.paper != "Table 1":
-            continue
-        values = {k: v for k, v in preset.flags.items() if k in fields}
-        runs.append((preset, ExperimentConfig(**values, logdir=preset.logdir(logroot))))
-    return runs
+    return [(preset, preset_config(preset, preset.logdir(logroot)))
+            for preset in experiments.EXPERIMENTS.values()
+            if preset.kind == "supervised" and preset.paper == "Table 1"]
 
 
 def result_csv(cfg, run_dir: Optional[str] = None) -> str:

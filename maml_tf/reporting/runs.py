@@ -41,6 +41,16 @@ class PresetRun:
     notes: list
 
 
+def preset_config(preset, logdir: str, **changes):
+    """The :class:`~maml_tf.config.ExperimentConfig` a supervised preset trains (its flags
+    that are configuration fields, with ``changes``) in the log folder ``logdir``."""
+    from maml_tf.config import ExperimentConfig
+
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    values = {k: v for k, v in preset.flags.items() if k in fields}
+    return ExperimentConfig(**{**values, **changes, "logdir": logdir})
+
+
 def recorded_runs(logroot: str) -> list:
     """(run folder, record) of every readable supervised run record under ``logroot``."""
     found = []
@@ -56,23 +66,25 @@ def recorded_runs(logroot: str) -> list:
     return found
 
 
-def contradictions(config: dict, expected: dict) -> list:
-    """``name: recorded vs preset`` for each of :data:`SETTINGS` the record contradicts."""
-    return [f"{name}={config[name]!r} (preset: {expected[name]!r})" for name in SETTINGS
+def contradictions(config: dict, expected: dict, settings: tuple = SETTINGS) -> list:
+    """``name: recorded vs preset`` for each of ``settings`` the record contradicts."""
+    return [f"{name}={config[name]!r} (preset: {expected[name]!r})" for name in settings
             if name in config and name in expected and not same_value(config[name], expected[name])]
 
 
 def find_preset_run(logroot: str, name: str, expected: dict, own_dir: str,
-                    has_result, records: Optional[list] = None) -> PresetRun:
+                    has_result, records: Optional[list] = None,
+                    settings: tuple = SETTINGS) -> PresetRun:
     """The run of preset ``name`` (its resolved configuration ``expected``, its own
     experiment directory ``own_dir``); ``has_result(run_dir, config)`` tells a tested run.
-    ``records``: :func:`recorded_runs`' answer, when several presets share one search."""
+    ``records``: :func:`recorded_runs`' answer, when several presets share one search;
+    ``settings``: those a record must agree on (default :data:`SETTINGS`)."""
     records = recorded_runs(logroot) if records is None else records
     notes, candidates = [], []
     own = os.path.normpath(own_dir)
     for directory, record in records:
         named = record.get("experiment")
-        wrong = contradictions(record["config"], expected)
+        wrong = contradictions(record["config"], expected, settings)
         if named == name and wrong:
             notes.append(f"{os.path.join(directory, RECORD_NAME)} names {name} but records "
                          f"{', '.join(wrong)}: not used")

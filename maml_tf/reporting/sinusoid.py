@@ -1,7 +1,8 @@
 """Sinusoid test results beside the paper's Table 2 and Figure 3, with divergence made explicit.
 
 Used by ``python -m maml_tf.compare`` (and so by ``./run.sh sinusoid_experiment``); the runs
-are the registry's sinusoid presets (flags/experiments.py). Reads the
+are the registry's sinusoid presets (flags/experiments.py), each found under the log root by
+its record (``config.json``) as Table 1's are (:func:`run_results`). Reads the
 per-task values that test mode writes next to each CSV (``test_ubs{K}_stepsize{a}.pkl``) and
 builds one table: for each run, K and fine-tuning step size that was tested, our MSE after
 0/1/5/9/10 steps with its 95% CI, and under it the paper's value where the paper gives one,
@@ -35,6 +36,9 @@ import numpy as np
 
 from flags import experiments
 from maml_tf.evaluation import read_results
+from maml_tf.reporting.runs import SETTINGS, find_preset_run, preset_config, recorded_runs
+from maml_tf.run_folder import RECORD_NAME
+from maml_tf.run_record import same_value
 
 # The task distribution's largest amplitude (data_generators.sinusoid.AMP_RANGE[1]), written
 # here because nothing under maml_tf/ imports the data layer; tests/test_compare.py checks
@@ -47,12 +51,14 @@ KS = (5, 10, 20)
 
 @dataclasses.dataclass(frozen=True)
 class SinusoidRun:
-    """A sinusoid preset's log folder: its label, the paper's method and its test steps."""
+    """A sinusoid preset's log folder: its label, the paper's method, its test steps and the
+    preset's name (what its runs' records name)."""
 
     folder: str
     label: str
     method: str  # "maml", "pretrained" or "oracle"
     test_steps: tuple  # (step size at K=5, K=10, K=20): what its NAME_test entry uses
+    name: str     # the preset (what its runs' records name)
 
     def test_step(self, k: int) -> float:
         return self.test_steps[KS.index(k)] if k in KS else self.test_steps[1]
@@ -63,7 +69,7 @@ class SinusoidRun:
 # (0.01 for K = 5, 0.02 for K = 10 and 20).
 MAIN_JOB = ("sinusoid_lr0.001", "sinusoid_pretrained")
 _PRESETS = [e for e in experiments.EXPERIMENTS.values() if e.flags.get("datasource") == "sinusoid"]
-RUNS = tuple(SinusoidRun(e.folder, e.label, e.method, e.test_steps) for e in
+RUNS = tuple(SinusoidRun(e.folder, e.label, e.method, e.test_steps, e.name) for e in
              sorted(_PRESETS, key=lambda e: (e.name not in MAIN_JOB, MAIN_JOB.index(e.name)
                                              if e.name in MAIN_JOB else 0)))
 
@@ -135,16 +141,89 @@ def load_result(run: SinusoidRun, k: int, step_size: float, csv_path: str) -> Te
     return TestResult(run, k, step_size, csv_path, cells)
 
 
-def find_results(run_dir: str, run: SinusoidRun) -> list[TestResult]:
-    """Every original-protocol test result below ``run_dir``: the documented step size of
-    each K first, other step sizes after it; results of other test seeds are not read."""
+def _result_files(directory: str) -> list[tuple[int, float, str]]:
+    """(K, step size, CSV) of the original-protocol test results in one experiment
+    directory; results of other test seeds are not read."""
     found = []
-    for path in glob.glob(os.path.join(run_dir, "*", "test_ubs*_stepsize*.csv")):
+    for path in glob.glob(os.path.join(glob.escape(directory), "test_ubs*_stepsize*.csv")):
         match = re.search(r"test_ubs(\d+)_stepsize([0-9.e-]+)\.csv$", path)
         if match:
             found.append((int(match.group(1)), float(match.group(2)), path))
-    found.sort(key=lambda f: (f[0], f[1] != run.test_step(f[0]), f[1]))
+    return found
+
+
+def _load_results(found: list, run: SinusoidRun) -> list[TestResult]:
+    """The results of :func:`_result_files`: the documented step size of each K first, other
+    step sizes after it."""
+    found = sorted(found, key=lambda f: (f[0], f[1] != run.test_step(f[0]), f[1]))
     return [load_result(run, k, step, path) for k, step, path in found]
+
+
+def find_results(run_dir: str, run: SinusoidRun, skip_recorded: bool = False) \
+        -> list[TestResult]:
+    """Every original-protocol test result in the experiment directories of the log folder
+    ``run_dir``; ``skip_recorded``: not in those holding a run record."""
+    found = []
+    for directory in glob.glob(os.path.join(glob.escape(run_dir), "*", "")):
+        if not (skip_recorded and os.path.exists(os.path.join(directory, RECORD_NAME))):
+            found += _result_files(directory)
+    return _load_results(found, run)
+
+
+# What a record must agree on to be a sinusoid preset's run: Table 1's settings and which
+# phases trained it (the pretrained baseline and MAML with alpha 0.01 agree on all the others).
+RECORD_SETTINGS = SETTINGS + ("training",)
+
+
+def _training(config: dict) -> str:
+    """The phases a configuration trains: pretraining, meta-training, or both."""
+    return "+".join(phase for phase, key in (("pretraining", "pretrain_iterations"),
+                                             ("meta-training", "metatrain_iterations"))
+                    if config.get(key)) or "none"
+
+
+def sinusoid_records(logroot: str) -> list:
+    """:func:`~maml_tf.reporting.runs.recorded_runs` under ``logroot``, each configuration
+    with its ``training`` (:func:`_training`)."""
+    if not os.path.isdir(logroot):
+        return []
+    return [(directory, {**record, "config": {**record["config"],
+                                              "training": _training(record["config"])}})
+            for directory, record in recorded_runs(logroot)]
+
+
+def run_results(logroot: str, run: SinusoidRun, records: Optional[list] = None,
+                seed: Optional[int] = None) -> tuple[list[TestResult], list[str]]:
+    """The test results of ``run`` (with ``seed``: of its seed run, by default in the folder
+    ``<run>_seed<N>``) and notes for the table.
+
+    The run is the one whose record names the preset, or has no preset name, with the
+    preset's settings (:data:`RECORD_SETTINGS`) and that seed (the preset's own, 0, without
+    ``seed``), wherever it is under ``logroot``; a record naming the preset that contradicts
+    it is not used (:func:`maml_tf.reporting.runs.find_preset_run`). Without one, the
+    experiment directories of the log folder that hold no record, as before records.
+    ``records``: :func:`sinusoid_records`' answer, when several runs share one search.
+    """
+    records = sinusoid_records(logroot) if records is None else records
+    folder = run.folder if seed is None else f"{run.folder}_seed{seed}"
+    changes = {} if seed is None else {"seed": seed}
+    cfg = preset_config(experiments.EXPERIMENTS[run.name],
+                        os.path.join(logroot, folder, ""), **changes)
+    expected = dict(dataclasses.asdict(cfg), training=_training(dataclasses.asdict(cfg)))
+    same_seed = [(directory, record) for directory, record in records
+                 if same_value(cfg.seed, record["config"].get("seed"))]
+    found = find_preset_run(logroot, run.name, expected, cfg.experiment_dir,
+                            lambda directory, _: bool(_result_files(directory)), same_seed,
+                            RECORD_SETTINGS)
+    if found.run_dir is None:
+        return [], found.notes
+    if found.config is not None:
+        return _load_results(_result_files(found.run_dir), run), found.notes
+    return find_results(os.path.join(logroot, folder), run, skip_recorded=True), found.notes
+
+
+def _with_notes(text: str, notes: list) -> str:
+    return "\n".join([text] + ([""] + [f"Note: {note}" for note in notes] if notes else []))
 
 
 def paper_reference(paper: dict, method: str, k: int) -> tuple[str, dict]:
@@ -210,10 +289,14 @@ SEED_LEGEND = (
 
 
 def sinusoid_rows(logroot: str, paper: dict, runs=RUNS) -> tuple[list[list[str]], list]:
-    """Table rows for every sinusoid test result found under ``logroot``, and the results."""
-    rows, results = [], []
+    """Table rows for every sinusoid test result found under ``logroot``, the results and
+    the notes on run records that were not used."""
+    rows, results, notes = [], [], []
+    records = sinusoid_records(logroot)
     for run in runs:
-        for result in find_results(os.path.join(logroot, run.folder), run):
+        found, run_notes = run_results(logroot, run, records)
+        notes += run_notes
+        for result in found:
             results.append(result)
             cells = [result.cells.get(s) for s in STEPS]
             show = [0] if run.method == "oracle" else STEPS
@@ -227,21 +310,21 @@ def sinusoid_rows(logroot: str, paper: dict, runs=RUNS) -> tuple[list[list[str]]
                 rows.append([f"  paper ({source})", "", ""]
                             + [_mark(c, reference[s]) if s in reference and c is not None
                                else "" for s, c in zip(STEPS, cells)])
-    return rows, results
+    return rows, results, notes
 
 
 def sinusoid_table(logroot: str, paper: dict, runs=RUNS) -> str:
     """The one sinusoid table (only results that exist), or a line saying there are none."""
-    rows, results = sinusoid_rows(logroot, paper, runs)
+    rows, results, notes = sinusoid_rows(logroot, paper, runs)
     title = "### Sinusoid regression (paper Table 2 and Figure 3): ours beside the paper's"
     if not rows:
-        return f"{title}\n\nNo sinusoid test results under {logroot}."
+        return _with_notes(f"{title}\n\nNo sinusoid test results under {logroot}.", notes)
     legend = LEGEND
     if any(c.diverged is None for r in results for c in r.cells.values()):
         legend += ("\n*: per-task values (.pkl) missing: from the CSV's means, so tasks that "
                    "diverged could not be counted.")
-    return "\n".join([title, "", render_table(["method", "K", "fine-tune step"] + STEP_HEADER,
-                                              rows), "", legend])
+    return _with_notes("\n".join([title, "", render_table(
+        ["method", "K", "fine-tune step"] + STEP_HEADER, rows), "", legend]), notes)
 
 
 def _seed_summary(cells: list[Cell], reference: Optional[float]) -> str:
@@ -263,16 +346,20 @@ def _seed_summary(cells: list[Cell], reference: Optional[float]) -> str:
 
 
 def seed_table(logroot: str, paper: dict, seeds: list[int], runs=RUNS) -> str:
-    """Mean and [min, max] over seeds per cell, from the folders ``<run>_seed<s>``.
+    """Mean and [min, max] over seeds per cell, from each seed's run: the one whose record
+    names the preset with that seed, else the folder ``<run>_seed<s>`` (:func:`run_results`).
 
     A (run, K, step size) appears when at least one seed has it; the seeds column says which.
     The paper's value follows each cell with how many seeds' 95% CIs contain it.
     """
-    rows = []
+    rows, notes = [], []
+    records = sinusoid_records(logroot)
     for run in runs:
         by_key: dict = {}
         for seed in seeds:
-            for result in find_results(os.path.join(logroot, f"{run.folder}_seed{seed}"), run):
+            found, seed_notes = run_results(logroot, run, records, seed)
+            notes += seed_notes
+            for result in found:
                 by_key.setdefault((result.k, result.step_size), []).append((seed, result))
         for (k, step_size), found in by_key.items():
             source, reference = paper_reference(paper, run.method, k)
@@ -287,10 +374,10 @@ def seed_table(logroot: str, paper: dict, seeds: list[int], runs=RUNS) -> str:
     title = (f"### Sinusoid regression over seeds {','.join(map(str, seeds))}: "
              "mean [min, max] of the per-seed means")
     if not rows:
-        return f"{title}\n\nNo results in {logroot}/<run>_seed<N> folders."
-    return "\n".join([title, "", render_table(
+        return _with_notes(f"{title}\n\nNo results in {logroot}/<run>_seed<N> folders.", notes)
+    return _with_notes("\n".join([title, "", render_table(
         ["method", "K", "fine-tune step", "seeds"] + STEP_HEADER, rows), "",
-        SEED_LEGEND])
+        SEED_LEGEND]), notes)
 
 
 COLORS = {"maml": ("tab:blue", "tab:green"), "pretrained": ("tab:orange",),
@@ -309,7 +396,8 @@ def plot_mse_vs_steps(logroot: str, paper: dict, plot_dir: str, runs=RUNS) -> Op
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    found = {run.folder: find_results(os.path.join(logroot, run.folder), run) for run in runs}
+    records = sinusoid_records(logroot)
+    found = {run.folder: run_results(logroot, run, records)[0] for run in runs}
     if not any(found.values()):
         return None
     colors, used = {}, {method: 0 for method in COLORS}

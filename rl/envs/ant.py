@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ElementTree
 import mujoco
 import numpy as np
 
-from rl.envs.mujoco_base import MujocoTaskEnv
+from rl.envs.mujoco_base import DirectionTasks, GoalVelocityTasks, MujocoTaskEnv
 
 CTRL_COST = 0.005       # 0.5 * 1e-2 * |a / scaling|^2
 CONTACT_COST = 0.0005   # 0.5 * 1e-3 * |clip(cfrc_ext, -1, 1)|^2
@@ -71,11 +71,6 @@ class AntEnvBase(MujocoTaskEnv):
             np.stack([env.torso_com_view for env in envs])], axis=1)
         return cls._with_oracle(envs, obs, tasks)
 
-    @staticmethod
-    def forward_reward(velocity, task):
-        """Task term of the reward, elementwise over arrays of velocities and tasks."""
-        raise NotImplementedError
-
     @classmethod
     def _batch_outputs(cls, envs, ctrl, tasks, velocity):
         first = envs[0]
@@ -95,30 +90,17 @@ class AntEnvBase(MujocoTaskEnv):
         return obs, reward, ~alive, info
 
 
-class AntVelEnv(AntEnvBase):
+class AntVelEnv(GoalVelocityTasks, AntEnvBase):
     """reward = -|v_x - goal| + 1 - costs + 0.05, goal ~ U[0, 3]."""
 
-    def sample_tasks(self, num_tasks, rng):
-        return list(rng.uniform(0.0, 3.0, size=(num_tasks,)))
-
-    @staticmethod
-    def forward_reward(velocity, task):
-        return -np.abs(velocity - task) + 1.0
+    goal_range = (0.0, 3.0)
+    velocity_bonus = 1.0
 
 
-class AntDirEnv(AntEnvBase):
+class AntDirEnv(DirectionTasks, AntEnvBase):
     """reward = direction * v_x - costs + 0.05, direction -1 if U[0, 3] < 1.5 else +1."""
 
-    def default_task(self):
-        return 1.0
-
-    def sample_tasks(self, num_tasks, rng):
-        draws = rng.uniform(0.0, 3.0, size=(num_tasks,))
-        return list(np.where(draws < 1.5, -1.0, 1.0))
-
-    @staticmethod
-    def forward_reward(velocity, task):
-        return task * velocity
+    direction_draw_range = (0.0, 3.0)
 
 
 _XML_CACHE: dict = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rl.envs.mujoco_base import MujocoTaskEnv
+from rl.envs.mujoco_base import DirectionTasks, GoalVelocityTasks, MujocoTaskEnv
 
 CTRL_COST = 0.05  # rllab: 1e-1 * 0.5 * |a|^2
 
@@ -25,11 +25,6 @@ class HalfCheetahEnvBase(MujocoTaskEnv):
                               np.stack([env.torso_com_view for env in envs])], axis=1)
         return cls._with_oracle(envs, obs, tasks)
 
-    @staticmethod
-    def forward_reward(velocity, task):
-        """Task term of the reward, elementwise over arrays of velocities and tasks."""
-        raise NotImplementedError
-
     @classmethod
     def _batch_outputs(cls, envs, ctrl, tasks, velocity):
         ctrl_cost = CTRL_COST * np.sum(np.square(ctrl), axis=1)
@@ -38,27 +33,13 @@ class HalfCheetahEnvBase(MujocoTaskEnv):
         return cls._batch_obs(envs, tasks), reward, np.zeros(len(envs), dtype=bool), info
 
 
-class HalfCheetahVelEnv(HalfCheetahEnvBase):
+class HalfCheetahVelEnv(GoalVelocityTasks, HalfCheetahEnvBase):
     """reward = -|v_x - goal| - 0.05 |a|^2, goal ~ U[0, 2]."""
 
-    def sample_tasks(self, num_tasks, rng):
-        return list(rng.uniform(0.0, 2.0, size=(num_tasks,)))
-
-    @staticmethod
-    def forward_reward(velocity, task):
-        return -np.abs(velocity - task)
+    goal_range = (0.0, 2.0)
 
 
-class HalfCheetahDirEnv(HalfCheetahEnvBase):
+class HalfCheetahDirEnv(DirectionTasks, HalfCheetahEnvBase):
     """reward = direction * v_x - 0.05 |a|^2, direction -1 if U[0, 2] < 1 else +1."""
 
-    def default_task(self):
-        return 1.0
-
-    def sample_tasks(self, num_tasks, rng):
-        draws = rng.uniform(0.0, 2.0, size=(num_tasks,))
-        return list(np.where(draws < 1.0, -1.0, 1.0))
-
-    @staticmethod
-    def forward_reward(velocity, task):
-        return task * velocity
+    direction_draw_range = (0.0, 2.0)

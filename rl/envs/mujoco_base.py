@@ -166,6 +166,12 @@ class MujocoTaskEnv(TaskEnv):
     def _batch_obs(cls, envs, tasks) -> np.ndarray:
         raise NotImplementedError
 
+    @staticmethod
+    def forward_reward(velocity, task):
+        """Task term of the reward, elementwise over arrays of velocities and tasks (the
+        task families below)."""
+        raise NotImplementedError
+
     def step(self, action):
         obs, reward, done, info = self.batch_step([self], np.asarray(action)[None])
         return (obs[0], float(reward[0]), bool(done[0]), False,
@@ -182,3 +188,39 @@ class MujocoTaskEnv(TaskEnv):
 
     def _get_obs(self) -> np.ndarray:
         return self._batch_obs([self], np.array([self._task], dtype=np.float64))[0]
+
+
+# ----- the two task families of the locomotion envs (maml_rl's *EnvRand and *EnvRandDirec):
+# mixed in before a body's base class, which calls cls.forward_reward in its reward.
+class GoalVelocityTasks:
+    """Run at a goal velocity: task term ``-|v_x - goal| + velocity_bonus``, goal drawn
+    uniformly from ``goal_range``."""
+
+    goal_range: tuple = (0.0, 1.0)
+    velocity_bonus: float = 0.0
+
+    def sample_tasks(self, num_tasks, rng):
+        return list(rng.uniform(*self.goal_range, size=(num_tasks,)))
+
+    @classmethod
+    def forward_reward(cls, velocity, task):
+        return -np.abs(velocity - task) + cls.velocity_bonus
+
+
+class DirectionTasks:
+    """Run forward (+1) or backward (-1): task term ``direction * v_x``. As the original, a
+    draw from ``direction_draw_range`` below its middle means backward; forward by default."""
+
+    direction_draw_range: tuple = (0.0, 2.0)
+
+    def default_task(self):
+        return 1.0
+
+    def sample_tasks(self, num_tasks, rng):
+        low, high = self.direction_draw_range
+        draws = rng.uniform(low, high, size=(num_tasks,))
+        return list(np.where(draws < 0.5 * (low + high), -1.0, 1.0))
+
+    @staticmethod
+    def forward_reward(velocity, task):
+        return task * velocity
