@@ -93,30 +93,6 @@ except distribute.DistributeError as error:
 print("RESULTS " + json.dumps(out))
 """
 
-# rl.main's own entry for the flag errors, both cases in one process (imports are slow).
-FLAGS_DRIVER = r"""
-import contextlib, io, json, sys
-import maml_tf
-from absl import app
-from flags import common
-from rl import main
-
-out = {}
-for key, args in json.load(sys.stdin).items():
-    main.FLAGS.unparse_flags()
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err):
-        try:
-            app.run(main.main, argv=["rl.main", *args],
-                    flags_parser=common.parse_with_experiment(("rl",)))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-    out[key] = {"returncode": code, "stderr": err.getvalue()}
-print("RESULTS " + json.dumps(out))
-"""
-
-
 def _run(script, stdin="", timeout=240):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", script], input=stdin, capture_output=True,
@@ -160,23 +136,7 @@ def test_mirrored_trpo_step_equals_single_device(results, hvp, rtol):
     np.testing.assert_allclose(step_mirrored, step_one, rtol=rtol, atol=rtol * 1e-2)
 
 
-def test_uneven_split_is_refused(results, tmp_path):
+def test_uneven_split_is_refused(results):
+    """MirroredTRPO's own check (the flag-level refusals are cases of tests/test_rl_flags.py)."""
     assert "--meta_batch_size" in results["bad_split"]
     assert "3 tasks" in results["bad_split"] and "2" in results["bad_split"]
-    cases = {
-        "uneven": ["--distribute=mirrored", "--num_cpu_devices=2", "--meta_batch_size=3",
-                   f"--logdir={tmp_path / 'a'}"],
-        # cheetah_vel's default meta-batch is 40
-        "uneven_default": ["--distribute=mirrored", "--num_cpu_devices=3",
-                           "--env_name=cheetah_vel", f"--logdir={tmp_path / 'b'}"],
-        "multi_worker": ["--distribute=multi_worker", f"--logdir={tmp_path / 'c'}"],
-        "devices_alone": ["--num_cpu_devices=2", f"--logdir={tmp_path / 'd'}"],
-    }
-    out = _run(FLAGS_DRIVER, json.dumps(cases))
-    for key in ("uneven", "uneven_default"):
-        assert out[key]["returncode"] != 0
-        assert "--meta_batch_size=" in out[key]["stderr"]
-        assert "is not divisible by --num_cpu_devices=" in out[key]["stderr"]
-    assert "--distribute=multi_worker is not supported for RL" in out["multi_worker"]["stderr"]
-    assert "--num_cpu_devices=2 needs --distribute=mirrored" in out["devices_alone"]["stderr"]
-    assert not any((tmp_path / name / "checkpoints").exists() for name in "abcd")

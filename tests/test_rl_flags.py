@@ -57,6 +57,13 @@ BAD_FLAGS = [
     (["--test_checkpoint=newest"], "--test_checkpoint must be"),
     (["--discount=1.5"], "--discount must be in (0, 1]"),
     (["--mode=export"], "--mode=export needs --export_dir"),
+    # --distribute (rl/distribute.py): refused before anything is built or sampled
+    (["--distribute=mirrored", "--num_cpu_devices=2", "--meta_batch_size=3"],
+     "--meta_batch_size=3 is not divisible by --num_cpu_devices=2"),
+    (["--distribute=mirrored", "--num_cpu_devices=3", "--env_name=cheetah_vel"],
+     "--meta_batch_size=40 is not divisible by --num_cpu_devices=3"),   # the task's default
+    (["--distribute=multi_worker"], "--distribute=multi_worker is not supported for RL"),
+    (["--num_cpu_devices=2"], "--num_cpu_devices=2 needs --distribute=mirrored"),
 ]
 
 PROTOCOL = [
