@@ -38,6 +38,9 @@ Variants:
   vmap         tasks through tf.vectorized_map with per-task kernels (pfor; a loop-variant
                filter makes it fall back to a loop over tasks)
   xla          the current model, the meta-gradient compiled with XLA (jit_compile=True)
+  im2col       per-task convolutions as one batched matrix product: the 3x3 patches built
+               from nine strided slices of the padded input ([T, B*H'*W', 9C] times the
+               tasks' kernels [T, 9C, C']); backprop is batched matmuls and slice gradients
   folded_xla   folded, compiled with XLA
 """
 import argparse
@@ -155,6 +158,33 @@ class VmapConvNet(ConvNet):
         self._conv = conv
 
 
+def im2col_conv2d(x, kernels, strides):
+    """3x3 'SAME' convolution of [T, B, H, W, C] with per-task kernels [T, 3, 3, C, C'] as a
+    batched matmul of patches (TensorFlow's SAME padding: the extra row/column after)."""
+    size = x.shape[2]
+    out = -(-size // strides)
+    total = max((out - 1) * strides + 3 - size, 0)
+    before = total // 2
+    padded = tf.pad(x, [[0, 0], [0, 0], [before, total - before], [before, total - before],
+                        [0, 0]])
+    span = (out - 1) * strides + 1
+    patches = tf.concat([padded[:, :, dy:dy + span:strides, dx:dx + span:strides, :]
+                         for dy in range(3) for dx in range(3)], axis=-1)
+    tasks, batch, channels, outputs = (tf.shape(x)[0], tf.shape(x)[1], x.shape[-1],
+                                       kernels.shape[-1])
+    flat = tf.reshape(patches, tf.stack([tasks, batch * out * out, 9 * channels]))
+    product = tf.matmul(flat, tf.reshape(kernels, tf.stack([tasks, 9 * channels, outputs])))
+    return tf.reshape(product, tf.stack([tasks, batch, out, out, outputs]))
+
+
+class Im2colConvNet(ConvNet):
+    """ConvNet whose convolutions are batched matmuls of patches (:func:`im2col_conv2d`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, conv_impl="per_task", **kwargs)
+        self._conv = im2col_conv2d
+
+
 def make_model(variant, kwargs):
     tf.keras.utils.set_random_seed(0)
     if variant in ("current", "xla"):
@@ -163,6 +193,8 @@ def make_model(variant, kwargs):
         return ConvNet(conv_impl=variant, **kwargs)
     if variant == "vmap":
         return VmapConvNet(**kwargs)
+    if variant == "im2col":
+        return Im2colConvNet(**kwargs)
     if variant.startswith("folded"):
         return FoldedConvNet(fused_norm="fused" in variant, channels_first="nchw" in variant,
                              custom_norm="custom" in variant, **kwargs)
