@@ -1,7 +1,7 @@
 """Flags: the original's defaults, and clear errors for bad values before any work starts.
 
-Flag modules register on absl's global FLAGS, so they are exercised in subprocesses (as a
-user runs them), which also keeps them apart from the RL flags.
+Flag modules register on absl's global FLAGS, so they are exercised in subprocesses (through
+main.py's own entry, as a user runs it), which also keeps them apart from the RL flags.
 """
 import json
 import os
@@ -21,12 +21,6 @@ ORIGINAL_DEFAULTS = {
     "logdir": "/tmp/data", "resume": True, "train": True, "test_iter": -1, "test_set": False,
     "train_update_batch_size": -1, "train_update_lr": -1,
 }
-
-
-def run_main(*args, timeout=120):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_flag_defaults_equal_the_original():
@@ -50,7 +44,35 @@ def test_every_flag_has_help_text():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("args, message", [
+# Every case runs through main.py's own entry (absl's app.run with the project's flag parser),
+# all in ONE Python process: a started process costs about 5 s of imports on a slow CI machine,
+# and there were 20 of them. Flags are reset to their defaults before each case.
+_DRIVER = """
+import contextlib, io, json, sys, traceback
+import maml_tf
+from absl import app
+from flags import common
+import main
+
+out = {}
+for key, args in json.load(sys.stdin).items():
+    main.supervised_flags.FLAGS.unparse_flags()
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err):
+        try:
+            app.run(main.main, argv=["main.py", *args],
+                    flags_parser=common.parse_with_experiment(("supervised",)))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    out[key] = {"returncode": code, "stderr": err.getvalue()}
+print("RESULTS " + json.dumps(out))
+"""
+
+BAD_FLAGS = [
     (["--datasource=cifar"], "datasource"),
     (["--meta_batch_size=0"], "--meta_batch_size must be a positive integer"),
     (["--num_updates=-1"], "--num_updates must be a positive integer"),
@@ -64,23 +86,55 @@ def test_every_flag_has_help_text():
     (["--datasource=omniglot", "--update_batch_size=11"], "20 drawings per character"),
     (["--logdir=/proc/forbidden/x"], "--logdir must be a directory"),
     (["--norm=group_norm"], "norm"),
-])
-def test_bad_flags_fail_with_a_clear_message(args, message):
-    done = run_main(*args)
-    assert done.returncode != 0
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
+    (["--meta_lr=inf"], "--meta_lr must be > 0 and finite"),
+    (["--meta_lr=nan"], "--meta_lr must be > 0 and finite"),
+    # --distribute (maml_tf/distribute.py): refused before any work
+    (["--distribute=mirrored", "--num_cpu_devices=3", "--meta_batch_size=4"],
+     "--meta_batch_size=4 is not divisible by --num_cpu_devices=3"),
+    (["--num_cpu_devices=2"], "--num_cpu_devices=2 needs --distribute=mirrored"),
+    (["--distribute=mirrored", "--num_cpu_devices=0"], "--num_cpu_devices must be >= 1"),
+    (["--distribute=ring"], "distribute"),
+]
 
 
-def test_missing_data_folder_names_the_flag(tmp_path):
-    done = run_main("--datasource=omniglot", f"--omniglot_folder={tmp_path}/nothing",
-                    f"--logdir={tmp_path}/logs", timeout=300)
-    assert done.returncode == 2
-    assert "--omniglot_folder" in done.stderr and "prepare_omniglot" in done.stderr
-    assert "Traceback" not in done.stderr
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case's outcome, computed in one process (see _DRIVER); each case that does not
+    name a --logdir gets an empty one of its own, checked afterwards for leftovers."""
+    root = tmp_path_factory.mktemp("flag_cases")
+    cases = {}
+    for i, (args, _) in enumerate(BAD_FLAGS):
+        has_logdir = any(a.startswith("--logdir=") for a in args)
+        cases[f"bad{i}"] = args if has_logdir else [f"--logdir={root / f'bad{i}'}", *args]
+    cases["missing_data"] = ["--datasource=omniglot", f"--omniglot_folder={root}/nothing",
+                             f"--logdir={root}/logs"]
+    cases["no_checkpoint"] = ["--train=False", f"--logdir={root}/empty", "--norm=None"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps(cases), cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULTS ")]
+    return {"root": root, **json.loads(line[len("RESULTS "):])}
 
 
-def test_testing_without_a_checkpoint_is_a_clear_error(tmp_path):
-    done = run_main("--train=False", f"--logdir={tmp_path}", "--norm=None", timeout=300)
-    assert done.returncode == 2
-    assert "no checkpoint to test" in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize("index", range(len(BAD_FLAGS)))
+def test_bad_flags_fail_with_a_clear_message(outcomes, index):
+    result = outcomes[f"bad{index}"]
+    assert result["returncode"] != 0
+    assert BAD_FLAGS[index][1] in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+    # nothing was started: no experiment folder in the case's own --logdir
+    assert not list((outcomes["root"] / f"bad{index}").glob("cls_*"))
+
+
+def test_missing_data_folder_names_the_flag(outcomes):
+    result = outcomes["missing_data"]
+    assert result["returncode"] == 2
+    assert "--omniglot_folder" in result["stderr"] and "prepare_omniglot" in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+
+
+def test_testing_without_a_checkpoint_is_a_clear_error(outcomes):
+    result = outcomes["no_checkpoint"]
+    assert result["returncode"] == 2
+    assert "no checkpoint to test" in result["stderr"] and "Traceback" not in result["stderr"]
