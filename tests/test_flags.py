@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.entry_driver import run_cases
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The original main.py's flags and defaults (PROTOCOL.md).
@@ -44,34 +46,7 @@ def test_every_flag_has_help_text():
     assert done.stdout.strip() == "[]"
 
 
-# Every case runs through main.py's own entry (absl's app.run with the project's flag parser),
-# all in ONE Python process: a started process costs about 5 s of imports on a slow CI machine,
-# and there were 20 of them. Flags are reset to their defaults before each case.
-_DRIVER = """
-import contextlib, io, json, sys, traceback
-import maml_tf
-from absl import app
-from flags import common
-import main
-
-out = {}
-for key, args in json.load(sys.stdin).items():
-    main.supervised_flags.FLAGS.unparse_flags()
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err):
-        try:
-            app.run(main.main, argv=["main.py", *args],
-                    flags_parser=common.parse_with_experiment(("supervised",)))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    out[key] = {"returncode": code, "stderr": err.getvalue()}
-print("RESULTS " + json.dumps(out))
-"""
-
+# Every case runs through main.py's own entry, all in one process (tests/entry_driver.py).
 BAD_FLAGS = [
     (["--datasource=cifar"], "datasource"),
     (["--meta_batch_size=0"], "--meta_batch_size must be a positive integer"),
@@ -99,7 +74,7 @@ BAD_FLAGS = [
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Every case's outcome, computed in one process (see _DRIVER); each case that does not
+    """Every case's outcome, computed in one process; each case that does not
     name a --logdir gets an empty one of its own, checked afterwards for leftovers."""
     root = tmp_path_factory.mktemp("flag_cases")
     cases = {}
@@ -109,12 +84,7 @@ def outcomes(tmp_path_factory):
     cases["missing_data"] = ["--datasource=omniglot", f"--omniglot_folder={root}/nothing",
                              f"--logdir={root}/logs"]
     cases["no_checkpoint"] = ["--train=False", f"--logdir={root}/empty", "--norm=None"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps(cases), cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULTS ")]
-    return {"root": root, **json.loads(line[len("RESULTS "):])}
+    return {"root": root, **run_cases("supervised", cases, ROOT)}
 
 
 @pytest.mark.parametrize("index", range(len(BAD_FLAGS)))

@@ -1,50 +1,22 @@
 """Bad flags and unknown environments fail fast with one clear line, no traceback."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.entry_driver import run_cases
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Every case runs through rl.main's own entry (absl's app.run with the project's flag
-# parser), but all cases share ONE Python process: each started process costs several
-# seconds of imports on a slow CI machine, and there were 23 of them. Flags are reset to
-# their defaults before each case, so no case sees another's values.
-_DRIVER = """
-import contextlib, dataclasses, io, json, sys, traceback
-import maml_tf
-from absl import app
-from flags import common
-from rl import main
-
-def command_line(args):
-    main.FLAGS.unparse_flags()
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err):
-        try:
-            app.run(main.main, argv=["rl.main", *args],
-                    flags_parser=common.parse_with_experiment(("rl",)))
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    return {"returncode": code, "stderr": err.getvalue()}
-
-def resolved(args):
+# Every case runs through rl.main's own entry, all in one process (tests/entry_driver.py);
+# "resolve" cases return the test configuration the flags resolve to.
+_RESOLVE = """
+def resolve(args):
     main.FLAGS.unparse_flags()
     main.FLAGS(["rl.main", *args])
     config = dataclasses.asdict(main.eval_config())
     config["nonlinearity"] = main.train_config().policy.nonlinearity
     return config
 
-out = {}
-for key, (kind, args) in json.load(sys.stdin).items():
-    out[key] = command_line(args) if kind == "run" else resolved(args)
-print("RESULTS " + json.dumps(out, default=str))
 """
 
 BAD_FLAGS = [
@@ -98,17 +70,12 @@ PROTOCOL = [
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Every case's outcome, computed in one process (see _DRIVER)."""
+    """Every case's outcome, computed in one process."""
     empty = tmp_path_factory.mktemp("no_checkpoint")
     cases = {f"bad{i}": ("run", args) for i, (args, _) in enumerate(BAD_FLAGS)}
     cases["missing"] = ("run", ["--mode=test", f"--logdir={empty}", "--test_num_episodes=2"])
     cases.update({f"protocol{i}": ("resolve", args) for i, (args, _) in enumerate(PROTOCOL)})
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps(cases),
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULTS ")]
-    return json.loads(line[len("RESULTS "):])
+    return run_cases("rl", cases, ROOT, extra_source=_RESOLVE)
 
 
 @pytest.mark.parametrize("index", range(len(BAD_FLAGS)))
