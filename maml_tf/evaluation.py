@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import os
 import pickle
-from typing import Callable
+import re
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -35,6 +36,25 @@ def result_basename(update_batch_size: int, update_lr: float, test_seed: int = -
     overwrite the original-protocol result that compare reads."""
     base = f"test_ubs{update_batch_size}_stepsize{update_lr}"
     return base if test_seed < 0 else f"{base}_testseed{test_seed}"
+
+
+_RESULT_NAME = re.compile(r"test_ubs(\d+)_stepsize([0-9.e+-]+?)(?:_testseed(\d+))?$")
+
+
+def parse_result_basename(name: str) -> Optional[tuple[int, float, int]]:
+    """(update_batch_size, update_lr, test_seed) of a name :func:`result_basename` built (a
+    trailing ``.csv`` / ``.pkl`` is ignored), test_seed -1 for the original's; None for any
+    other name. Kept beside the builder so that the two cannot drift apart."""
+    stem = re.sub(r"\.(csv|pkl)$", "", os.path.basename(name))
+    match = _RESULT_NAME.fullmatch(stem)
+    if not match:
+        return None
+    try:
+        update_lr = float(match.group(2))
+    except ValueError:
+        return None
+    seed = -1 if match.group(3) is None else int(match.group(3))
+    return int(match.group(1)), update_lr, seed
 
 
 def evaluate_tasks(learner, sample: Callable[[int], tuple], num_tasks: int, num_steps: int,

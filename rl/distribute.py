@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from maml_tf.distribute import DistributeError
+from maml_tf.distribute import check_meta_batch
 from rl.maml_trpo import MAMLTRPO, TRPOConfig
 from rl.policies import GaussianMLPPolicy
 
@@ -56,12 +56,9 @@ class MirroredTRPO(MAMLTRPO):
         tf.get_logger().addFilter(_not_reduce_notice)   # once: filters are a set
 
     def check_tasks(self, num_tasks: int) -> None:
-        """Equal shares: every replica's functions are traced once for one share shape."""
-        if num_tasks % self.num_replicas:
-            raise DistributeError(
-                f"a meta-batch of {num_tasks} tasks cannot be split into {self.num_replicas} "
-                f"equal shares: --meta_batch_size must be divisible by the number of "
-                f"replicas of --distribute=mirrored")
+        """Equal shares: every replica's functions are traced once for one share shape (the
+        trainer checks the flag before sampling; this guards direct use of ``place``)."""
+        check_meta_batch(num_tasks, self.num_replicas)
 
     def place(self, train_batches, valid) -> tuple:
         """(train_batches, valid) with every tensor replaced by its replicas' shares, each

@@ -139,4 +139,4 @@ def test_mirrored_trpo_step_equals_single_device(results, hvp, rtol):
 def test_uneven_split_is_refused(results):
     """MirroredTRPO's own check (the flag-level refusals are cases of tests/test_rl_flags.py)."""
     assert "--meta_batch_size" in results["bad_split"]
-    assert "3 tasks" in results["bad_split"] and "2" in results["bad_split"]
+    assert "--meta_batch_size=3 is not divisible by the 2 replicas" in results["bad_split"]

@@ -207,6 +207,20 @@ def test_diverged_tasks_summarize_without_numpy_warnings():
     assert stds[0] == 1.0 and np.isinf(stds[1]) and np.isinf(ci95[1])
 
 
+@pytest.mark.parametrize("k, lr, seed", [(10, 0.001, -1), (5, 0.01, 3), (1, 1e-05, 0),
+                                         (20, 0.4, -1)])
+def test_result_names_parse_back_to_what_built_them(k, lr, seed):
+    """The comparison finds result files by parsing the names test mode writes."""
+    from maml_tf.evaluation import parse_result_basename, result_basename
+
+    name = result_basename(k, lr, seed)
+    for path in (name, f"/x/y/{name}.csv", f"{name}.pkl"):
+        assert parse_result_basename(path) == (k, lr, seed)
+    for other in ("test_ubs5_stepsize.csv", "itr10000_" + name, name + "_copy.csv",
+                  "test_ubsX_stepsize0.1", "test_ubs5_stepsize0.1.txt"):
+        assert parse_result_basename(other) is None
+
+
 def test_saved_model_reloads_in_fresh_process(tmp_path):
     export_dir = str(tmp_path / "export")
     experiment.run(sine_cfg(tmp_path, metatrain_iterations=100, export_dir=export_dir,

@@ -29,13 +29,12 @@ import dataclasses
 import glob
 import os
 import pickle
-import re
 from typing import Optional
 
 import numpy as np
 
 from flags import experiments
-from maml_tf.evaluation import read_results
+from maml_tf.evaluation import parse_result_basename, read_results
 from maml_tf.reporting.runs import SETTINGS, find_preset_run, preset_config, recorded_runs
 from maml_tf.run_folder import RECORD_NAME
 from maml_tf.run_record import same_value
@@ -146,9 +145,9 @@ def _result_files(directory: str) -> list[tuple[int, float, str]]:
     directory; results of other test seeds are not read."""
     found = []
     for path in glob.glob(os.path.join(glob.escape(directory), "test_ubs*_stepsize*.csv")):
-        match = re.search(r"test_ubs(\d+)_stepsize([0-9.e-]+)\.csv$", path)
-        if match:
-            found.append((int(match.group(1)), float(match.group(2)), path))
+        parsed = parse_result_basename(path)
+        if parsed is not None and parsed[2] < 0:
+            found.append((parsed[0], parsed[1], path))
     return found
 
 
