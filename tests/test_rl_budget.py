@@ -8,7 +8,7 @@ tasks, one path per task at a time, and drops the paths still running.
 import numpy as np
 import pytest
 
-from rl.envs.base import VectorTaskEnv
+from rl.envs.base import VectorTaskEnv, env_seeds
 from rl.episodes import compute_advantages
 from rl.samplers import BatchSampler, Budget, BudgetSampler, make_sampler
 
@@ -114,6 +114,196 @@ def test_total_budget_is_shared_and_drops_running_paths():
     assert episodes.mask.sum() == 26 and paths_end_properly(episodes, horizon)
 
 
+# ------------------------------------------- total scope: batched, same batches as lockstep
+def lockstep_counts(task_lengths, horizon, steps):
+    """The VectorizedSampler's rule for deterministic path lengths, round by round: every
+    task steps its one environment, a finished path is counted and the next one starts in
+    the next round, and the rounds stop once the counted paths hold ``steps`` steps."""
+    length = [min(value, horizon) for value in task_lengths]
+    t, paths, kept = [0] * len(length), [0] * len(length), [0] * len(length)
+    while sum(kept) < steps:
+        for k in range(len(length)):
+            t[k] += 1
+            if t[k] == length[k]:
+                paths[k], kept[k], t[k] = paths[k] + 1, kept[k] + length[k], 0
+    return paths, kept
+
+
+class CountingPolicy:
+    """A policy_fn wrapper that counts its calls."""
+
+    def __init__(self, policy_fn):
+        self.policy_fn, self.calls = policy_fn, 0
+
+    def __call__(self, obs):
+        self.calls += 1
+        return self.policy_fn(obs)
+
+
+@pytest.mark.parametrize("task_lengths, horizon, steps", [
+    ([2, 10], 10, 80),             # the test above: 20 and 4 paths
+    ([2, 10], 10, 25),             # reached mid-path of the slow task
+    ([3, 7, 50], 10, 150),         # 50 > horizon: cut to 10
+    ([4, 6, 9], 10, 61),           # reached in a round where two tasks finish
+    ([5, 5, 5], 10, 60),           # equal lengths: 4 each
+    ([20, 30], 10, 200),           # all paths cut by the horizon: first round suffices
+    ([1, 9, 10, 13, 2], 12, 300),
+])
+@pytest.mark.parametrize("lanes", [None, 1, 3])
+def test_total_budget_keeps_the_paths_of_lockstep_rounds(task_lengths, horizon, steps, lanes):
+    """Fixed lengths: the batched sampler keeps exactly the paths of the round-by-round
+    rule, however many environments per task run them (None: make_sampler's count, the
+    first round's paths)."""
+    k = len(task_lengths)
+    first_round = -(-steps // (k * horizon))
+    env = CountdownEnv(k * (lanes or first_round))
+    sampler = BudgetSampler(env, k, horizon, Budget(steps, 1, "total"))
+    counting = CountingPolicy(policy)
+    episodes = sampler.sample(task_lengths, counting, seed=0)
+    paths, kept = lockstep_counts(task_lengths, horizon, steps)
+    np.testing.assert_array_equal(sampler.last_paths_per_task, paths)
+    np.testing.assert_array_equal(episodes.mask.sum(axis=(1, 2)), kept)
+    assert paths_end_properly(episodes, horizon)
+    assert sampler.steps_taken >= sum(kept)
+    if min(task_lengths) >= horizon and lanes is None:   # one round of full-length paths
+        assert counting.calls == horizon and sampler.steps_taken == sum(kept)
+
+
+class GeometricEnv(VectorTaskEnv):
+    """Random path lengths: an env's path ends after Geometric(task) steps, drawn from its
+    reset seed (so the sampler's seeds decide them). obs = [t, length]."""
+
+    observation_dim, action_dim = 2, 1
+
+    def __init__(self, num_envs):
+        self.num_envs = num_envs
+        self.p = np.full(num_envs, 0.5)
+        self.t = np.zeros(num_envs, dtype=int)
+        self.length = np.ones(num_envs, dtype=int)
+
+    def set_tasks(self, tasks):
+        self.p = np.asarray(tasks, dtype=float)
+
+    def _draw(self, indices, seeds):
+        for i, seed in zip(indices, seeds):
+            self.length[i] = np.random.default_rng(int(seed)).geometric(self.p[i])
+            self.t[i] = 0
+        return np.stack([self.t, self.length], axis=1)[indices].astype(float)
+
+    def reset(self, seed):
+        return self._draw(np.arange(self.num_envs), env_seeds(seed, self.num_envs))
+
+    def reset_envs(self, indices, seeds):
+        return self._draw(np.asarray(indices, dtype=int), seeds)
+
+    def step(self, actions, active):
+        self.t[active] += 1
+        obs = np.stack([self.t, self.length], axis=1).astype(float)
+        return obs, np.ones(self.num_envs), self.t >= self.length
+
+
+def lockstep_reference(tasks, horizon, steps, seed):
+    """The former sampler's loop without the storage: one env per task, all stepped each
+    round, a finished path reset at once, stop after the round where the finished paths
+    hold ``steps`` steps. Returns (paths, steps) kept per task."""
+    rng = np.random.default_rng(seed)
+    k = len(tasks)
+    env = GeometricEnv(k)
+    env.set_tasks(tasks)
+    env.reset(seed=int(rng.integers(2 ** 31)))
+    t, paths, kept = np.zeros(k, dtype=int), np.zeros(k, dtype=int), np.zeros(k, dtype=int)
+    while kept.sum() < steps:
+        _, _, done = env.step(np.zeros((k, 1)), np.ones(k, dtype=bool))
+        t += 1
+        ended = np.flatnonzero(done | (t >= horizon))
+        paths[ended] += 1
+        kept[ended] += t[ended]
+        t[ended] = 0
+        env.reset_envs(ended, rng.integers(2 ** 31, size=ended.size))
+    return paths, kept
+
+
+@pytest.mark.parametrize("lanes", [6, 2])
+def test_total_budget_has_the_distribution_of_lockstep_rounds(lanes):
+    """Random path lengths (means 2, 5, 12.5; horizon 15 cuts the long ones): over 400
+    batches, paths and steps kept per task and in all agree with the lockstep loop's within
+    4 standard errors. 2 lanes: several rounds, lanes restarting within a round."""
+    tasks, horizon, steps, batches = [0.5, 0.2, 0.08], 15, 3 * 6 * 15, 400
+    sampler = BudgetSampler(GeometricEnv(3 * lanes), 3, horizon, Budget(steps, 1, "total"))
+    new, ref = [], []
+    for seed in range(batches):
+        episodes = sampler.sample(tasks, policy, seed=seed)
+        assert paths_end_properly_geometric(episodes, horizon)
+        new.append(np.concatenate([sampler.last_paths_per_task,
+                                   episodes.mask.sum(axis=(1, 2))]))
+        ref.append(np.concatenate(lockstep_reference(tasks, horizon, steps, 10 ** 6 + seed)))
+    new, ref = np.array(new, dtype=float), np.array(ref, dtype=float)
+    new, ref = [np.column_stack([a, a[:, 3:].sum(axis=1)]) for a in (new, ref)]
+    error = np.sqrt((new.var(axis=0) + ref.var(axis=0)) / batches)
+    gap = np.abs(new.mean(axis=0) - ref.mean(axis=0))
+    assert np.all(gap <= 4 * error + 1e-9), (new.mean(axis=0), ref.mean(axis=0), error)
+    assert new[:, -1].min() >= steps and new[:, -1].max() < steps + 3 * horizon
+
+
+def paths_end_properly_geometric(episodes, horizon):
+    """Kept paths are whole: from t=0 to their drawn length (obs[1]) or the horizon."""
+    lengths = episodes.mask.sum(axis=-1)
+    for k, n in zip(*np.nonzero(episodes.episode_exists())):
+        assert episodes.observations[k, n, 0, 0] == 0
+        assert lengths[k, n] == min(episodes.observations[k, n, 0, 1], horizon)
+    return True
+
+
+def point_paths_are_whole(episodes, goals, horizon):
+    """A kept point-robot path starts at the origin and runs to the horizon or to the step
+    that reaches its goal (replayed from its last observation and action)."""
+    from rl.envs.point import point_transition
+    lengths = episodes.mask.sum(axis=-1).astype(int)
+    for k, n in zip(*np.nonzero(episodes.episode_exists())):
+        np.testing.assert_array_equal(episodes.observations[k, n, 0, :2], 0.0)
+        last = lengths[k, n] - 1
+        _, _, done = point_transition(episodes.observations[k, n, last, :2].astype(float),
+                                      np.asarray(goals[k]), episodes.actions[k, n, last])
+        assert lengths[k, n] == horizon or done
+        if last:
+            _, _, early = point_transition(episodes.observations[k, n, last - 1, :2].astype(
+                float), np.asarray(goals[k]), episodes.actions[k, n, last - 1])
+            assert not early
+    return True
+
+
+def test_total_budget_on_the_point_robot_needs_few_policy_calls():
+    """The point configuration (20 tasks x 20 paths x 100 steps): the lockstep loop made at
+    least 40,000 / 20 = 2,000 policy calls; an untrained policy's paths nearly all run to the
+    horizon: one round of 100 calls, a second (rarely a third) when a few ended early. A
+    goal-seeking policy (oracle observation) gives short paths of random lengths, five times
+    as many, and several rounds with lanes restarting."""
+    from rl.adaptation import PolicyAdapter
+    from rl.envs.point import sample_point_goals
+    from rl.policies import GaussianMLPPolicy
+    k, n, horizon = 20, 20, 100
+    goals = sample_point_goals(k, np.random.RandomState(0))
+    sampler, env = make_sampler("point", k, n, horizon, "total")
+    adapter = PolicyAdapter(GaussianMLPPolicy(2, 2, (100, 100), seed=0), 0.5)
+    counting = CountingPolicy(adapter.sampling_policy(None))
+    episodes = sampler.sample(goals, counting, seed=0)
+    kept = episodes.mask.sum()
+    assert k * n * horizon <= kept < k * n * horizon + k * horizon
+    assert counting.calls <= 500 and point_paths_are_whole(episodes, goals, horizon)
+
+    sampler, env = make_sampler("point", k, n, horizon, "total", oracle=True)
+
+    def seek(obs):   # towards the goal at full speed, noise of std 0.3 (0.03 per step)
+        return np.clip(10 * (obs[..., 2:] - obs[..., :2]), -1, 1), np.full(obs.shape[:2] + (2,),
+                                                                           np.log(0.3))
+
+    counting = CountingPolicy(seek)
+    episodes = sampler.sample(goals, counting, seed=1)
+    counts = sampler.last_paths_per_task
+    assert counts.max() > 2 * n and k * n * horizon <= episodes.mask.sum()
+    assert 100 < counting.calls <= 500 and point_paths_are_whole(episodes, goals, horizon)
+
+
 def test_make_sampler_modes_and_bad_input():
     sampler, env = make_sampler("point", 2, 3, 5, "fixed")
     assert isinstance(sampler, BatchSampler) and env.num_envs == 6
@@ -121,7 +311,10 @@ def test_make_sampler_modes_and_bad_input():
     assert isinstance(sampler, BudgetSampler) and env.num_envs == 8
     assert sampler.budget == Budget(15, 4, "per_task")
     sampler, env = make_sampler("point", 2, 3, 5, "total", lanes=4)
-    assert env.num_envs == 2 and sampler.budget == Budget(30, 1, "total")
+    # total: one environment per path of the first round (3 per task), lanes not used
+    assert env.num_envs == 6 and sampler.budget == Budget(30, 1, "total")
+    with pytest.raises(ValueError, match="multiple of 2 tasks"):
+        BudgetSampler(CountdownEnv(3), 2, 5, Budget(30, 1, "total"))
     with pytest.raises(ValueError, match="sampling mode"):
         make_sampler("point", 2, 3, 5, "paths")
     with pytest.raises(ValueError, match="lanes"):
