@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/campaign.py status [--logroot=logs] [--plot=docs/figures/campaign.png]
     .venv/bin/python scripts/campaign.py milestones --run=miniimagenet_1shot_fo [--every=10000]
+    .venv/bin/python scripts/campaign.py train [--runs=NAME,...] [--every=10000]
 
 Why: MiniImagenet and the larger Omniglot configurations train for a day or more, across many
 sessions and machines. A run cut short must still say what it reached. ``status`` reads only
@@ -15,6 +16,14 @@ accuracy against iterations with the paper's value as a line.
 protocol) for every multiple of ``--every`` that has a checkpoint and no result yet, and keeps
 each result as ``<experiment>/milestones/itr{N}_<test file>``, so milestone tests never
 overwrite the final result that ``maml_tf.compare`` reads.
+
+``train`` drives the campaign unattended, in the campaign's order (or ``--runs``): it resumes
+the first run that has not reached 60,000 iterations (``./run.sh NAME``), and when a run is
+complete it gives it its final 600-task test (``./run.sh NAME_test``) and its milestone
+tests, then goes on to the next run. A session therefore starts the whole campaign with one
+background command, and no milestone or final test is forgotten between sessions. SIGTERM or
+SIGINT is passed on to the running command (a training run saves its checkpoint) and the
+chain stops with that command's status; so does any failure.
 """
 from __future__ import annotations
 
@@ -24,8 +33,10 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -200,8 +211,15 @@ def plot(started: list[dict], paper: dict, path: str):
     return path
 
 
-def run_milestones(run: dict, logroot: str, every: int, run_sh: str):
-    """Tests every ``every``-th checkpoint that has no milestone result yet."""
+def _run_command(command: list, logroot: str) -> int:
+    """``command``'s exit status; ``run_sh`` commands read LOGROOT."""
+    return subprocess.run(command, env=dict(os.environ, LOGROOT=logroot)).returncode
+
+
+def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=_run_command
+                   ) -> int:
+    """Tests every ``every``-th checkpoint that has no milestone result yet; 0, or the
+    status of the first test that failed (the later ones are not run)."""
     directory = run["directory"]
     cfg = run["cfg"]
     done = {i for i, _, _ in milestone_results(directory)}
@@ -216,8 +234,9 @@ def run_milestones(run: dict, logroot: str, every: int, run_sh: str):
                 kept[ext] = base + ext + ".kept"
                 shutil.move(base + ext, kept[ext])
         try:
-            subprocess.run([run_sh, f"{run['name']}_test", f"--test_iter={iteration}"],
-                           check=True, env=dict(os.environ, LOGROOT=logroot))
+            code = runner([run_sh, f"{run['name']}_test", f"--test_iter={iteration}"], logroot)
+            if code != 0:
+                return code
             os.makedirs(os.path.join(directory, "milestones"), exist_ok=True)
             for ext in (".csv", ".pkl"):
                 shutil.move(base + ext, os.path.join(
@@ -226,15 +245,108 @@ def run_milestones(run: dict, logroot: str, every: int, run_sh: str):
             for ext, path in kept.items():
                 shutil.move(path, base + ext)
         print(f"{run['name']}: milestone {iteration:,} tested")
+    return 0
+
+
+class _Forwarding:
+    """Runs commands one at a time, each in its own process group, and passes SIGTERM /
+    SIGINT on to the whole group: ``run.sh`` runs Python as a child of bash, and bash would
+    die at once on SIGTERM while the training run still saves. After a signal it waits until
+    every process of the group has ended, so the driver exits after the checkpoint is
+    written; ``stopped`` says a signal arrived."""
+
+    def __init__(self):
+        self.child = None
+        self.stopped = None
+
+    def __call__(self, command: list, logroot: str) -> int:
+        if self.stopped is not None:
+            return 128 + self.stopped
+        self.child = subprocess.Popen(command, env=dict(os.environ, LOGROOT=logroot),
+                                      start_new_session=True)
+        try:
+            code = self.child.wait()
+            if self.stopped is not None:
+                _wait_for_group(self.child.pid)
+            return 128 - code if code < 0 else code
+        finally:
+            self.child = None
+
+    def handle(self, signum, _frame):
+        self.stopped = signum
+        if self.child is not None:
+            try:
+                os.killpg(self.child.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process other than a zombie is left in process group ``pgid``."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _wait_for_group(pgid: int, timeout: float = 1800.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
+          log=print) -> int:
+    """Each run of ``runs`` in turn: resumed until complete, then final and milestone tests.
+    Returns 0 when every run is complete and tested, else the status that stopped it."""
+    runner = runner or _run_command
+    for run in runs:
+        directory, name = run["directory"], run["name"]
+        checkpoints = checkpoint_iterations(directory)
+        reached = checkpoints[-1] + 1 if checkpoints else 0
+        if reached < TABLE1_ITERATIONS:
+            log(f"campaign: {name} at {reached:,} of {TABLE1_ITERATIONS:,}: training")
+            code = runner([run_sh, name], logroot)
+            if code != 0:
+                log(f"campaign: {name} stopped with status {code}; run the same command to "
+                    f"go on")
+                return code
+        if final_result(directory, run["cfg"]) is None:
+            log(f"campaign: {name} complete: final 600-task test")
+            code = runner([run_sh, f"{name}_test"], logroot)
+            if code != 0:
+                log(f"campaign: {name}'s test stopped with status {code}")
+                return code
+        code = run_milestones(run, logroot, every, run_sh, runner)
+        if code != 0:
+            log(f"campaign: {name}'s milestone test stopped with status {code}")
+            return code
+    log("campaign: every run complete and tested")
+    return 0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("status", "milestones"))
+    parser.add_argument("command", choices=("status", "milestones", "train"))
     parser.add_argument("--logroot", default="logs")
     parser.add_argument("--plot", default="", help="status: write the accuracy plot here")
     parser.add_argument("--run", default="", help="milestones: the run.sh name of the run")
     parser.add_argument("--every", type=int, default=10000, help="milestones: interval")
+    parser.add_argument("--runs", default=",".join(CAMPAIGN_ORDER),
+                        help="train: the run.sh names to train and test, in this order")
     args = parser.parse_args(argv)
     paper = load_paper_numbers()
     if args.command == "status":
@@ -244,12 +356,21 @@ def main(argv=None):
             print(f"plot: {plot(started, paper, args.plot)}")
         return 0
     runs = {run["name"]: run for run in campaign_runs(args.logroot)}
-    if args.run not in runs:
-        parser.error(f"--run must be one of {', '.join(runs)}; got {args.run!r}")
     if args.every <= 0:
         parser.error(f"--every must be > 0, got {args.every}")
-    run_milestones(runs[args.run], args.logroot, args.every, os.path.join(ROOT, "run.sh"))
-    return 0
+    run_sh = os.path.join(ROOT, "run.sh")
+    if args.command == "train":
+        names = [n for n in args.runs.split(",") if n]
+        unknown = [n for n in names if n not in runs]
+        if unknown or not names:
+            parser.error(f"--runs must name runs among {', '.join(runs)}; got {args.runs!r}")
+        forwarding = _Forwarding()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, forwarding.handle)
+        return train([runs[n] for n in names], args.logroot, args.every, run_sh, forwarding)
+    if args.run not in runs:
+        parser.error(f"--run must be one of {', '.join(runs)}; got {args.run!r}")
+    return run_milestones(runs[args.run], args.logroot, args.every, run_sh)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import importlib.util
 import os
 import pickle
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -82,3 +83,106 @@ def test_pack_keeps_newest_milestones_events_and_results(tmp_path):
     # Unpacked elsewhere, status still reads the same run.
     table, _ = campaign.status(str(target.parent.parent), campaign.load_paper_numbers())
     assert "12,001 of 60,000" in table and "10,000: 42.50" in table
+
+
+def _campaign_run(tmp_path, name, reached, milestone=True):
+    """A run dict as campaign_runs gives it, with checkpoint files up to ``reached``."""
+    from maml_tf.config import ExperimentConfig
+    directory = tmp_path / name
+    directory.mkdir()
+    for itr in ([10000] if milestone and reached > 10000 else []) + ([reached - 1] if reached
+                                                                      else []):
+        (directory / f"ckpt-{itr}.index").write_text("")
+    cfg = ExperimentConfig(datasource="miniimagenet", update_batch_size=1, update_lr=0.01)
+    return dict(name=name, directory=str(directory), cfg=cfg)
+
+
+class FakeRunSh:
+    """Plays run.sh: training completes the run (or stops with ``stop_status``); a test
+    writes the result files test mode writes."""
+
+    def __init__(self, runs, stop_status=None):
+        self.runs = {run["name"]: run for run in runs}
+        self.stop_status = stop_status
+        self.calls = []
+
+    def __call__(self, command, logroot):
+        _, name, *flags = command
+        self.calls.append(" ".join([name, *flags]))
+        if name.endswith("_test"):
+            directory = self.runs[name[:-len("_test")]]["directory"]
+            values = np.full((600, 6), 0.5)
+            with open(os.path.join(directory, "test_ubs1_stepsize0.01.pkl"), "wb") as f:
+                pickle.dump({"mses": values}, f)
+            with open(os.path.join(directory, "test_ubs1_stepsize0.01.csv"), "w") as f:
+                f.write("update0\n0.5\n0.5\n0.5\n")
+            return 0
+        if self.stop_status is not None:
+            return self.stop_status
+        open(os.path.join(self.runs[name]["directory"], "ckpt-59999.index"), "w").close()
+        return 0
+
+
+def test_train_resumes_in_order_then_tests_and_stops_on_a_signal(tmp_path):
+    """The unattended campaign: a complete run gets its final and milestone tests, the next
+    one is resumed; a stopped training run (SIGTERM: 143) ends the chain untested."""
+    done = _campaign_run(tmp_path, "first", 60000)
+    partial = _campaign_run(tmp_path, "second", 4000)
+    later = _campaign_run(tmp_path, "third", 0)
+    fake = FakeRunSh([done, partial, later], stop_status=143)
+    lines = []
+    code = campaign.train([done, partial, later], str(tmp_path), 10000, "run.sh", fake,
+                          lines.append)
+    assert code == 143
+    assert fake.calls == ["first_test", "first_test --test_iter=10000", "second"]
+    assert os.path.exists(os.path.join(done["directory"], "milestones",
+                                       "itr10000_test_ubs1_stepsize0.01.pkl"))
+    assert os.path.exists(os.path.join(done["directory"], "test_ubs1_stepsize0.01.pkl"))
+    assert "second stopped with status 143" in lines[-1]
+    # Run again: nothing is tested twice, the second run completes and the third starts.
+    fake = FakeRunSh([done, partial, later])
+    assert campaign.train([done, partial, later], str(tmp_path), 10000, "run.sh", fake,
+                          lines.append) == 0
+    assert fake.calls == ["second", "second_test", "third", "third_test"]
+    assert lines[-1] == "campaign: every run complete and tested"
+
+
+def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
+    """SIGTERM reaches the Python process that run.sh's bash started, and the driver returns
+    only after it has finished saving (bash itself dies at once)."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    marker, ready = tmp_path / "saved", tmp_path / "ready"
+    child = (f"import signal, sys, time\n"
+             f"def stop(*_):\n"
+             f"    time.sleep(1.5)\n"
+             f"    open({str(marker)!r}, 'w').close()\n"
+             f"    sys.exit(143)\n"
+             f"signal.signal(signal.SIGTERM, stop)\n"
+             f"open({str(ready)!r}, 'w').close()\n"
+             f"time.sleep(60)\n")
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/usr/bin/env bash\n{subprocess.list2cmdline([sys.executable])} "
+                      f"-c \"$CHILD\"\n")
+    script.chmod(0o755)
+    os.environ["CHILD"] = child
+    try:
+        forwarding, result = campaign._Forwarding(), []
+        thread = threading.Thread(target=lambda: result.append(
+            forwarding([str(script), "x"], str(tmp_path))))
+        thread.start()
+        deadline = time.time() + 30
+        while not ready.exists():
+            assert time.time() < deadline
+            time.sleep(0.05)
+        forwarding.handle(signal.SIGTERM, None)
+        thread.join(30)
+    finally:
+        del os.environ["CHILD"]
+    assert not thread.is_alive()
+    assert marker.exists()          # returned only after the save
+    assert result == [143]
+    assert forwarding([str(script), "x"], str(tmp_path)) == 128 + signal.SIGTERM  # no restart
