@@ -262,8 +262,10 @@ class _Forwarding:
     def __call__(self, command: list, logroot: str) -> int:
         if self.stopped is not None:
             return 128 + self.stopped
+        # its own process group, not its own session: Linux schedules a session as one
+        # group (autogroup), and a new one would not keep the driver's nice value
         self.child = subprocess.Popen(command, env=dict(os.environ, LOGROOT=logroot),
-                                      start_new_session=True)
+                                      process_group=0)
         try:
             code = self.child.wait()
             if self.stopped is not None:

@@ -186,3 +186,21 @@ def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
     assert marker.exists()          # returned only after the save
     assert result == [143]
     assert forwarding([str(script), "x"], str(tmp_path)) == 128 + signal.SIGTERM  # no restart
+
+
+def test_train_keeps_the_command_in_the_drivers_session(tmp_path):
+    """A low-priority campaign stays low priority: the command gets its own process group
+    (for the signals) but stays in the driver's session, whose autogroup nice it shares."""
+    import subprocess
+
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/usr/bin/env bash\n{sys.executable} -c 'import os; "
+                      f"print(os.getsid(0), os.getpgid(0))' > \"$OUT\"\n")
+    script.chmod(0o755)
+    os.environ["OUT"] = str(tmp_path / "ids")
+    try:
+        assert campaign._Forwarding()([str(script), "x"], str(tmp_path)) == 0
+    finally:
+        del os.environ["OUT"]
+    sid, pgid = (int(v) for v in (tmp_path / "ids").read_text().split())
+    assert sid == os.getsid(0) and pgid != os.getpgid(0)
