@@ -97,6 +97,32 @@ def test_finite_difference_hvp_matches_exact_on_small_policy():
     assert vector @ exact >= -1e-10
 
 
+@pytest.mark.parametrize("nonlinearity, use_maml", [("relu", True), ("tanh", True),
+                                                     ("tanh", False)])
+def test_exact_hvp_is_the_second_derivative_of_the_kl_at_the_sampling_parameters(
+        nonlinearity, use_maml):
+    """The exact product (J^T F J v: one forward-mode and one reverse pass) equals the
+    gradient of grad(KL) . v where TRPO uses it, at the parameters that sampled the batch;
+    elsewhere the two differ (the term it drops is zero only there)."""
+    policy, train, valid_episodes = _synthetic_setup(nonlinearity=nonlinearity)
+    learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.3, use_maml=use_maml))
+    train_batches = (to_sample_batch(train, learner.dtype),) if use_maml else ()
+    theta = policy.get_flat()
+    valid = learner.make_valid_batch(theta, train_batches, valid_episodes)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        vector = tf.constant(rng.normal(size=policy.num_params))
+        fast = learner._exact_hvp_fn(theta, vector, train_batches, valid).numpy()
+        reference = learner._hessian_hvp_fn(theta, vector, train_batches, valid).numpy()
+        assert np.linalg.norm(reference) > 1e-3
+        np.testing.assert_allclose(fast, reference, rtol=1e-9,
+                                   atol=1e-12 * np.linalg.norm(reference))
+    elsewhere = theta + tf.constant(0.3 * rng.normal(size=policy.num_params))
+    fast = learner._exact_hvp_fn(elsewhere, vector, train_batches, valid).numpy()
+    reference = learner._hessian_hvp_fn(elsewhere, vector, train_batches, valid).numpy()
+    assert np.linalg.norm(fast - reference) > 1e-3 * np.linalg.norm(reference)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_float32_finite_difference_steps_documented_and_released(seed):
     """In float32 (the policy's precision, as the original) the documented base_eps 1e-8
