@@ -211,15 +211,10 @@ def plot(started: list[dict], paper: dict, path: str):
     return path
 
 
-def _run_command(command: list, logroot: str) -> int:
-    """``command``'s exit status; ``run_sh`` commands read LOGROOT."""
-    return subprocess.run(command, env=dict(os.environ, LOGROOT=logroot)).returncode
-
-
-def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=_run_command
-                   ) -> int:
+def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=None) -> int:
     """Tests every ``every``-th checkpoint that has no milestone result yet; 0, or the
     status of the first test that failed (the later ones are not run)."""
+    runner = runner or _Forwarding()
     directory = run["directory"]
     cfg = run["cfg"]
     done = {i for i, _, _ in milestone_results(directory)}
@@ -314,7 +309,7 @@ def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
           log=print) -> int:
     """Each run of ``runs`` in turn: resumed until complete, then final and milestone tests.
     Returns 0 when every run is complete and tested, else the status that stopped it."""
-    runner = runner or _run_command
+    runner = runner or _Forwarding()
     for run in runs:
         directory, name = run["directory"], run["name"]
         checkpoints = checkpoint_iterations(directory)
@@ -361,18 +356,18 @@ def main(argv=None):
     if args.every <= 0:
         parser.error(f"--every must be > 0, got {args.every}")
     run_sh = os.path.join(ROOT, "run.sh")
+    forwarding = _Forwarding()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forwarding.handle)
     if args.command == "train":
         names = [n for n in args.runs.split(",") if n]
         unknown = [n for n in names if n not in runs]
         if unknown or not names:
             parser.error(f"--runs must name runs among {', '.join(runs)}; got {args.runs!r}")
-        forwarding = _Forwarding()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, forwarding.handle)
         return train([runs[n] for n in names], args.logroot, args.every, run_sh, forwarding)
     if args.run not in runs:
         parser.error(f"--run must be one of {', '.join(runs)}; got {args.run!r}")
-    return run_milestones(runs[args.run], args.logroot, args.every, run_sh)
+    return run_milestones(runs[args.run], args.logroot, args.every, run_sh, forwarding)
 
 
 if __name__ == "__main__":
