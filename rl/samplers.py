@@ -188,7 +188,10 @@ class BudgetSampler:
         rng = np.random.default_rng(seed)
         self.env.set_tasks([task for task in tasks for _ in range(w)])
         obs = self.env.reset(seed=int(rng.integers(2 ** 31)))
-        capacity = w + -(-self.budget.steps // horizon) + 1
+        # a task's expected share of the steps (the total scope shares one budget among the
+        # K tasks); the store grows past it when a task's paths end early
+        share = self.budget.steps if self.budget.scope == "per_task" else -(-self.budget.steps // k)
+        capacity = w + -(-share // horizon) + 1
         store = _PathStore(k, capacity, horizon, self.env.observation_dim, self.env.action_dim)
         if self.budget.scope == "total":
             kept = self._sample_total(obs, store, policy_fn, rng)
