@@ -45,6 +45,26 @@ def per_goal_initialisations(make_policy, num_tasks: int) -> dict:
     return {name: tf.stack([row[name] for row in rows]) for name in rows[0]}
 
 
+def policy_std(policy: GaussianMLPPolicy, params: dict | None, num_tasks: int) -> np.ndarray:
+    """Mean action standard deviation per task, (num_tasks,), of ``params`` (task-batched)
+    or, for None, of the policy's own parameters."""
+    params = policy.meta_parameters() if params is None else params
+    log_std = params["log_std"].numpy()
+    std = np.exp(log_std).mean(axis=-1)
+    return np.broadcast_to(std, (num_tasks,)).copy()
+
+
+def step_length(policy: GaussianMLPPolicy, before: dict | None, after: dict) -> np.ndarray:
+    """Per-task Euclidean distance between two parameter sets, (num_tasks,); ``before``
+    None means the policy's own (shared) parameters."""
+    before = policy.meta_parameters() if before is None else before
+    total = 0.0
+    for name, value in after.items():
+        diff = value.numpy() - np.asarray(before[name])   # broadcasts a shared start
+        total = total + np.sum(np.square(diff).reshape(diff.shape[0], -1), axis=1)
+    return np.sqrt(total)
+
+
 def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
              gae_lambda: float = 1.0, initial: dict | None = None) -> dict:
     """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks).
@@ -59,7 +79,9 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         theta = policy.get_flat()
         lrs = step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)
         batches, returns, trajectories, params, paths = [], [], [], initial, []
+        stds, moves = [], []
         for step in range(cfg.num_steps + 1):
+            stds.append(policy_std(policy, params, cfg.num_tasks))
             episodes = sampler.sample(tasks, adapter.sampling_policy(params),
                                       seed=cfg.seed * 1000 + step)
             returns.append(episodes.average_return_per_task())
@@ -67,16 +89,18 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
             keep = cfg.num_trajectories_kept
             trajectories.append({"observations": episodes.observations[:, :keep],
                                  "mask": episodes.mask[:, :keep]})
-            logging.info("test step %d: average return %.2f (%.1f paths per goal)", step,
-                         returns[-1].mean(), paths[-1].mean())
+            logging.info("test step %d: average return %.2f (%.1f paths per goal, policy std "
+                         "%.3f)", step, returns[-1].mean(), paths[-1].mean(), stds[-1].mean())
             if step == cfg.num_steps:
                 break
             batches.append(to_sample_batch(compute_advantages(episodes, discount, gae_lambda),
                                            adapter.dtype))
+            before = params
             if initial is None:
                 params = adapter.adapted_params(theta, batches, lrs[:len(batches)])
             else:
                 params = adapter.adapted_from(initial, batches, lrs[:len(batches)])
+            moves.append(step_length(policy, before, params))
     finally:
         env.close()
     returns = np.stack(returns)
@@ -87,6 +111,11 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         "std_per_step": returns.std(axis=1), "tasks": np.asarray(tasks),
         "step_sizes": lrs, "config": dataclasses.asdict(cfg),
         "paths_per_task": np.stack(paths),
+        # (num_steps + 1, tasks): the mean action standard deviation of the policy that
+        # sampled each step; (num_steps, tasks): the Euclidean length of each inner step in
+        # parameter space. A VPG step grows like 1 / std, so a policy that meta-training made
+        # precise takes longer later steps with the same step size (docs/RESULTS.md, point).
+        "policy_std_per_step": np.stack(stds), "step_length_per_step": np.stack(moves),
     }
     if not get_spec(cfg.env_name).mujoco:   # the point robot's paths for Figure 4-like plots
         result["trajectories"] = trajectories

@@ -10,7 +10,8 @@ from rl import compare
 from rl.adaptation import PolicyAdapter
 from rl.config import EvalConfig, PolicyConfig, TrainConfig
 from rl.envs.registry import make_vector_env
-from rl.evaluate import evaluate, protocol_tasks, save_results, step_sizes
+from rl.evaluate import (evaluate, policy_std, protocol_tasks, save_results, step_length,
+                         step_sizes)
 from rl.maml_trpo import TRPOConfig
 from rl.samplers import BatchSampler
 from rl.trainer import Trainer
@@ -76,6 +77,28 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
     restored.close()
 
 
+def test_policy_std_and_step_length_by_hand():
+    import tensorflow as tf
+    from rl.trainer import build_policy
+    policy = build_policy(PolicyConfig(hidden_sizes=(3,), init_std=0.5), 2, 2, seed=0)
+    np.testing.assert_allclose(policy_std(policy, None, 3), [0.5, 0.5, 0.5], rtol=1e-6)
+    start = policy.meta_parameters()
+    # task 0 unchanged, task 1 moved by 3 in one weight and 4 in the log-std: length 5
+    after = {name: tf.stack([value, value, value]) for name, value in start.items()}
+    shift = np.zeros((3, 2), np.float32)
+    shift[1] = [4.0, 0.0]
+    after["log_std"] = after["log_std"] + shift
+    bias = [name for name in after if name != "log_std"][-1]
+    bump = np.zeros(after[bias].shape, np.float32)
+    bump[1].flat[0] = 3.0
+    bump[2].flat[0] = 1.0
+    after[bias] = after[bias] + bump
+    np.testing.assert_allclose(step_length(policy, None, after), [0.0, 5.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(step_length(policy, after, after), 0.0)
+    stds = policy_std(policy, after, 3)
+    np.testing.assert_allclose(stds, [0.5, 0.5 * (np.exp(4.0) + 1) / 2, 0.5], rtol=1e-5)
+
+
 def test_test_protocol_and_compare(tmp_path, capsys):
     assert step_sizes(0.5, 3) == [0.5, 0.25, 0.25]
     assert step_sizes(0.1, 3, decay=0.01) == pytest.approx([0.1, 0.001, 0.001])   # ant_dir
@@ -89,6 +112,12 @@ def test_test_protocol_and_compare(tmp_path, capsys):
     result = evaluate(policy, cfg)
     assert result["returns"].shape == (3, 4)
     np.testing.assert_array_equal(result["paths_per_task"], 5)
+    # diagnostics: the sampling policy's std (the untrained one's is exp(0) = 1 before any
+    # step) and each inner step's length, both per task
+    assert result["policy_std_per_step"].shape == (3, 4)
+    assert result["step_length_per_step"].shape == (2, 4)
+    np.testing.assert_allclose(result["policy_std_per_step"][0], 1.0, rtol=1e-6)
+    assert np.all(result["step_length_per_step"] > 0)
     # step 0 is the unadapted policy on the protocol's seed; steps 1-2 an adapted one
     sampler = BatchSampler(make_vector_env("point", 4 * 5), 4, 5, 20)
     adapter = PolicyAdapter(policy, cfg.fast_lr)
