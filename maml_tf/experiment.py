@@ -19,7 +19,7 @@ from maml_tf.config import ExperimentConfig, experiment_name
 from maml_tf.export import export_saved_model
 from maml_tf.learner import MetaLearner
 from maml_tf.maml import InnerLoopSpec
-from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
+from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel, fused_batch_norm_default
 from maml_tf.sources import MakeSources, ModelShape
 
 NO_CONV_HIDDEN = (256, 128, 64, 64)
@@ -53,7 +53,8 @@ def build_model(cfg: ExperimentConfig, sources: ModelShape) -> MetaModel:
                                  norm=cfg.norm)
     return ConvNet(sources.dim_output, img_size=sources.img_size, channels=sources.channels,
                    num_filters=cfg.num_filters, max_pool=cfg.max_pool,
-                   flatten_head=cfg.datasource == "miniimagenet", norm=cfg.norm)
+                   flatten_head=cfg.datasource == "miniimagenet", norm=cfg.norm,
+                   fused_batch_norm=fused_batch_norm_default(cfg.max_pool, cfg.stop_grad))
 
 
 def inner_loop_spec(cfg: ExperimentConfig) -> InnerLoopSpec:

@@ -22,7 +22,8 @@ import tensorflow as tf  # noqa: E402
 
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.models import CONV_IMPLS, ConvNet, FullyConnectedNet  # noqa: E402
+from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
+                            fused_batch_norm_default)
 from maml_tf.experiment import SINUSOID_HIDDEN  # noqa: E402
 from maml_tf.runtime import machine_description  # noqa: E402
 from flags.experiments import EXPERIMENTS  # noqa: E402
@@ -36,21 +37,24 @@ MINIIMAGENET_QUERY = 15   # the original's query images per class for MiniImagen
 
 def _config(preset_name: str) -> tuple:
     """(model factory, meta_batch, N, K support, Q query, update_lr, num_updates) of a preset
-    (conv factories take the convolution path, one of maml_tf.models.CONV_IMPLS)."""
+    (factories take the convolution path, one of maml_tf.models.CONV_IMPLS, and whether the
+    learner is first order, which decides the batch norm kernel as in main.py)."""
     flags = EXPERIMENTS[preset_name].flags
     source, k = flags["datasource"], flags["update_batch_size"]
     if source == "sinusoid":
-        def factory(impl):
+        def factory(impl, first_order):
             return FullyConnectedNet(1, 1, SINUSOID_HIDDEN, norm=flags.get("norm", "batch_norm"))
         n, q = 1, k
     else:
         n = flags.get("num_classes", 5)
         mini = source == "miniimagenet"
 
-        def factory(impl):
+        def factory(impl, first_order):   # batch norm as main.py builds it
+            max_pool = flags.get("max_pool", False)
             return ConvNet(n, 84 if mini else 28, 3 if mini else 1,
-                           flags.get("num_filters", 64), max_pool=flags.get("max_pool", False),
-                           flatten_head=mini, conv_impl=impl)
+                           flags.get("num_filters", 64), max_pool=max_pool,
+                           flatten_head=mini, conv_impl=impl,
+                           fused_batch_norm=fused_batch_norm_default(max_pool, first_order))
         q = MINIIMAGENET_QUERY if mini else k
     return (factory, flags.get("meta_batch_size", 25), n, k, q, flags.get("update_lr", 0.001),
             flags.get("num_updates", 1))
@@ -77,7 +81,7 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", pe
     of the calls is divided by ``per_call``."""
     factory, tasks, n, k, q, lr, steps = CONFIGS[name]
     tf.keras.utils.set_random_seed(0)
-    model = factory(conv_impl)
+    model = factory(conv_impl, first_order)
     spec = InnerLoopSpec(lr, steps, classification=n > 1, update_batch_size=k,
                          first_order=first_order)
     learner = MetaLearner(model, spec, jit_compile=xla,

@@ -41,18 +41,19 @@ import tensorflow as tf  # noqa: E402
 
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.models import ConvNet  # noqa: E402
+from maml_tf.models import ConvNet, fused_batch_norm_default  # noqa: E402
 from maml_tf.runtime import machine_description  # noqa: E402
 
 # The conv configurations of scripts/benchmark.py:
 # name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, clip)
 CONFIGS = {
-    "omniglot_5way_1shot": (lambda impl: ConvNet(5, 28, 1, 64, conv_impl=impl),
+    "omniglot_5way_1shot": (lambda impl, first_order: ConvNet(5, 28, 1, 64, conv_impl=impl),
                             32, 5, 1, 1, 0.4, 1, None),
-    "omniglot_20way_1shot": (lambda impl: ConvNet(20, 28, 1, 64, conv_impl=impl),
+    "omniglot_20way_1shot": (lambda impl, first_order: ConvNet(20, 28, 1, 64, conv_impl=impl),
                              16, 20, 1, 1, 0.1, 5, None),
-    "miniimagenet_5way_1shot": (lambda impl: ConvNet(5, 84, 3, 32, max_pool=True,
-                                                     flatten_head=True, conv_impl=impl),
+    "miniimagenet_5way_1shot": (lambda impl, first_order: ConvNet(
+        5, 84, 3, 32, max_pool=True, flatten_head=True, conv_impl=impl,
+        fused_batch_norm=fused_batch_norm_default(True, first_order)),
                                 4, 5, 1, 15, 0.01, 5, 10.0),
 }
 
@@ -71,7 +72,7 @@ def synthetic_batch(model, tasks, n, k, q, seed=0):
 def build(config, first_order, conv_impl="auto"):
     factory, tasks, n, k, q, lr, steps, clip = CONFIGS[config]
     tf.keras.utils.set_random_seed(0)
-    model = factory(conv_impl)
+    model = factory(conv_impl, first_order)   # batch norm as main.py builds it
     spec = InnerLoopSpec(lr, steps, classification=True, update_batch_size=k,
                          first_order=first_order)
     learner = MetaLearner(model, spec, clip_value=clip)

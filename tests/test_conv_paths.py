@@ -15,13 +15,14 @@ from maml_tf.maml import InnerLoopSpec
 from maml_tf.models import ConvNet, grouped_conv_gradients_available
 
 
-def _meta_gradients(conv_impl, norm, max_pool, first_order):
+def _meta_gradients(conv_impl, norm, max_pool, first_order, fused=False):
     """Meta-gradients of a tiny conv net (3 tasks, 3-way 2-shot, two inner steps) whose
     normalisation parameters are random (zeros and ones would hide a mis-ordered tiling)."""
     tf.keras.utils.set_random_seed(7)
     model = ConvNet(3, img_size=16 if max_pool else 8, channels=2, num_filters=3,
-                    max_pool=max_pool, flatten_head=max_pool, norm=norm, conv_impl=conv_impl)
-    assert model.conv_impl == conv_impl
+                    max_pool=max_pool, flatten_head=max_pool, norm=norm, conv_impl=conv_impl,
+                    fused_batch_norm=fused)
+    assert model.conv_impl == conv_impl and model.fused_batch_norm == fused
     rng = np.random.default_rng(7)
     for variable in model.shared.values():
         variable.assign(rng.normal(size=variable.shape).astype(np.float32))
@@ -46,8 +47,50 @@ def test_every_fast_conv_path_gives_the_per_task_meta_gradient(norm, max_pool, f
     # element-wise): compare at the scale of the whole meta-gradient.
     scale = max(np.abs(r).max() for r in reference)
     assert np.abs(reference[names.index("conv1")]).max() > 1e-4 * scale  # not vanishing
-    for impl in ("grouped", "folded"):
-        _, grads = _meta_gradients(impl, norm, max_pool, first_order)
+    paths = [("grouped", False), ("folded", False)]
+    if norm == "batch_norm":   # the fused kernel, first and second order
+        paths.append(("folded", True))
+    for impl, fused in paths:
+        _, grads = _meta_gradients(impl, norm, max_pool, first_order, fused)
         for name, fast, plain in zip(names, grads, reference):
             np.testing.assert_allclose(fast, plain, rtol=2e-3, atol=1e-5 * scale,
-                                       err_msg=f"{impl}: {name}")
+                                       err_msg=f"{impl}{' fused' if fused else ''}: {name}")
+
+
+def test_fused_batch_norm_is_the_exact_form():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(1.5, 0.7, size=(6, 9, 9, 8)).astype(np.float32))
+    offset = tf.constant(rng.normal(size=8).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(6, 9, 9, 8)).astype(np.float32))
+    results = []
+    for fn in (norm_lib.fused_batch_norm,
+               lambda a, b: norm_lib.batch_norm_over(a, b, (0, 1, 2))):
+        with tf.GradientTape() as tape:
+            tape.watch([x, offset])
+            y = fn(x, offset)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y.numpy(), *[g.numpy() for g in tape.gradient(loss, [x, offset])]])
+    for fused, exact in zip(*results):
+        np.testing.assert_allclose(fused, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    # only where it runs as the exact form's drop-in: batch norm, float32, the folded path
+    assert not ConvNet(3, 8, 1, 3, norm="layer_norm", fused_batch_norm=True).fused_batch_norm
+    assert not ConvNet(3, 8, 1, 3, dtype="float64", fused_batch_norm=True).fused_batch_norm
+    available, _ = grouped_conv_gradients_available("float32")
+    assert ConvNet(3, 8, 1, 3, fused_batch_norm=True).fused_batch_norm == available
+
+
+def test_main_builds_the_fused_batch_norm_where_it_measured_faster():
+    """main.py's model: fused batch norm for first-order MiniImagenet (max-pooling) only."""
+    from data_generators.factory import model_dimensions
+    from maml_tf import experiment
+    from maml_tf.config import ExperimentConfig
+    available, _ = grouped_conv_gradients_available("float32")
+    mini = dict(datasource="miniimagenet", meta_batch_size=4, num_updates=5, update_lr=0.01,
+                num_filters=32, max_pool=True)
+    omniglot = dict(datasource="omniglot", meta_batch_size=4, update_lr=0.4)
+    for flags, stop_grad, expected in ((mini, True, True), (mini, False, False),
+                                       (omniglot, True, False)):
+        cfg = ExperimentConfig(stop_grad=stop_grad, **flags)
+        learner = experiment.build_learner(cfg, model_dimensions(cfg))
+        assert learner.model.fused_batch_norm == (expected and available), (flags, stop_grad)
+        assert learner.spec.first_order == stop_grad
