@@ -1,0 +1,136 @@
+"""Issue 15's long RL runs, driven unattended across sessions: train, test, status.
+
+    .venv/bin/python scripts/rl_campaign.py status [--logroot=logs]
+    .venv/bin/python scripts/rl_campaign.py train [--runs=NAME,...] [--logroot=logs]
+
+Why: the RL comparisons the issue asks for (half-cheetah forward/backward over three seeds,
+the baselines as the released scripts trained them, the ant) take hours each, beside the
+Table 1 campaign and across machine restarts. ``train`` goes through :data:`RUNS` in order:
+it resumes the first run short of its iterations (``./run.sh PRESET`` with the run's flags;
+RL runs resume from their newest checkpoint), and when a run has its iterations it runs its
+test (``./run.sh PRESET_test`` at the tested iteration, the released test protocol) unless
+the result exists, then goes on. SIGTERM / SIGINT are passed on to the running command (a
+training run saves first) and the chain stops, as ``scripts/campaign.py train`` does (the same
+runner). ``status`` prints one line per run: iterations reached, and the test's average
+returns per step when it exists. Run it beside the Table 1 campaign in its own scheduling
+group at a lower priority (README, "Long runs across sessions").
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import os
+import pickle
+import re
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from campaign import _Forwarding  # noqa: E402  (the same signal-forwarding runner)
+
+
+@dataclasses.dataclass(frozen=True)
+class RLRun:
+    """One training run and its test. ``folder`` is its ``--logdir`` under ``LOGROOT/rl``."""
+
+    folder: str
+    preset: str                      # a run.sh RL training preset (flags/experiments.py)
+    iterations: int                  # train until this many meta-iterations
+    flags: tuple = ()                # extra training flags, e.g. ("--seed=2",)
+    test_flags: tuple = ()           # extra test flags (the test's own seed stays the protocol's)
+    test_at: str = "best"            # --test_checkpoint of the test: best, latest or a number
+
+    def logdir(self, logroot: str) -> str:
+        return os.path.join(logroot, "rl", self.folder)
+
+    def result(self, logroot: str) -> str:
+        """The test result's pickle (its own name, so other tests of the folder stay)."""
+        return os.path.join(self.logdir(logroot), f"test_campaign_{self.test_at}.pkl")
+
+
+# In order. The released half-cheetah forward/backward configuration (fd step 1.0, KL 0.02,
+# budget sampling), tested at iteration 100 as the paper's figure: three training seeds for
+# the spread of the gap to the paper's 293 (issue 15, part 4).
+# In-process sampling (--num_workers=0): beside the campaign, worker processes only add
+# overhead on 2 cores.
+RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
+                   (f"--seed={seed}", "--num_workers=0"), ("--num_workers=0",), test_at="100")
+             for seed in (1, 2, 3))
+
+
+def iterations_reached(logdir: str) -> int:
+    """Meta-iterations done: the newest ``checkpoints/ckpt-N`` (N iterations done), else 0."""
+    found = [int(m.group(1)) for path in glob.glob(os.path.join(logdir, "checkpoints",
+                                                                 "ckpt-*.index"))
+             if (m := re.search(r"ckpt-(\d+)\.index$", path))]
+    return max(found, default=0)
+
+
+def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
+    """Each run in turn: trained to its iterations, then tested; 0 when all are done, else
+    the status of the command that stopped the chain."""
+    for run in runs:
+        logdir = run.logdir(logroot)
+        reached = iterations_reached(logdir)
+        if reached < run.iterations:
+            log(f"rl campaign: {run.folder} at {reached} of {run.iterations}: training")
+            code = runner([run_sh, run.preset, f"--n_itr={run.iterations}",
+                           f"--logdir={logdir}", *run.flags], logroot)
+            if code != 0:
+                log(f"rl campaign: {run.folder} stopped with status {code}; run the same "
+                    f"command to go on")
+                return code
+        if not os.path.exists(run.result(logroot)):
+            log(f"rl campaign: {run.folder}: test at {run.test_at}")
+            code = runner([run_sh, f"{run.preset}_test", f"--logdir={logdir}",
+                           f"--test_checkpoint={run.test_at}",
+                           f"--test_results={run.result(logroot)}", *run.test_flags], logroot)
+            if code != 0:
+                log(f"rl campaign: {run.folder}'s test stopped with status {code}")
+                return code
+    log("rl campaign: every run trained and tested")
+    return 0
+
+
+def status(runs, logroot: str) -> str:
+    lines = []
+    for run in runs:
+        reached = iterations_reached(run.logdir(logroot))
+        text = f"{run.folder}: {reached} of {run.iterations} iterations"
+        if os.path.exists(run.result(logroot)):
+            with open(run.result(logroot), "rb") as handle:
+                result = pickle.load(handle)
+            means = " / ".join(f"{m:.2f}" for m in result["mean_per_step"])
+            text += f"; test at {run.test_at}: {means} (0..{len(result['mean_per_step']) - 1} steps)"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("status", "train"))
+    parser.add_argument("--logroot", default="logs")
+    parser.add_argument("--runs", default="", help="train: folders of RUNS to do, in order "
+                        "(default: all)")
+    args = parser.parse_args(argv)
+    by_name = {run.folder: run for run in RUNS}
+    names = [n for n in args.runs.split(",") if n] or list(by_name)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        parser.error(f"--runs: unknown {', '.join(unknown)}; known: {', '.join(by_name)}")
+    runs = [by_name[n] for n in names]
+    if args.command == "status":
+        print(status(runs, args.logroot))
+        return 0
+    forwarding = _Forwarding()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forwarding.handle)
+    return train(runs, args.logroot, os.path.join(ROOT, "run.sh"), forwarding)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""scripts/rl_campaign.py: the RL runs' order, resumption, tests once, a stop ends the chain."""
+import importlib.util
+import os
+import pickle
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "rl_campaign", os.path.join(ROOT, "scripts", "rl_campaign.py"))
+rl_campaign = importlib.util.module_from_spec(_spec)
+sys.modules["rl_campaign"] = rl_campaign   # dataclasses look their module up
+_spec.loader.exec_module(rl_campaign)
+
+RUNS = (rl_campaign.RLRun("a", "rl_point", 3, ("--seed=1",), ("--num_workers=0",), "3"),
+        rl_campaign.RLRun("b", "rl_point", 2, ("--seed=2",)))
+
+
+class FakeRunSh:
+    """Records the commands; training writes checkpoints up to --n_itr, a test its result."""
+
+    def __init__(self, stop_at=None):
+        self.commands, self.stop_at = [], stop_at
+
+    def __call__(self, command, logroot):
+        self.commands.append(command[1:])
+        if self.stop_at is not None and len(self.commands) == self.stop_at:
+            return 143                      # as a run stopped by SIGTERM after its save
+        args = dict(a[2:].split("=", 1) for a in command[2:])
+        if command[1].endswith("_test"):
+            with open(args["test_results"], "wb") as handle:
+                pickle.dump({"mean_per_step": np.array([-40.0, -10.0])}, handle)
+        else:
+            os.makedirs(os.path.join(args["logdir"], "checkpoints"), exist_ok=True)
+            for i in range(1, int(args["n_itr"]) + 1):
+                open(os.path.join(args["logdir"], "checkpoints", f"ckpt-{i}.index"), "w").close()
+        return 0
+
+
+def test_runs_train_then_test_in_order_and_resume(tmp_path):
+    logroot = str(tmp_path)
+    a_dir = os.path.join(logroot, "rl", "a")
+    os.makedirs(os.path.join(a_dir, "checkpoints"))
+    open(os.path.join(a_dir, "checkpoints", "ckpt-2.index"), "w").close()  # cut short at 2
+    assert rl_campaign.iterations_reached(a_dir) == 2
+    runner = FakeRunSh()
+    assert rl_campaign.train(RUNS, logroot, "run.sh", runner, log=lambda _: None) == 0
+    assert runner.commands == [
+        ["rl_point", "--n_itr=3", f"--logdir={a_dir}", "--seed=1"],
+        ["rl_point_test", f"--logdir={a_dir}", "--test_checkpoint=3",
+         f"--test_results={a_dir}/test_campaign_3.pkl", "--num_workers=0"],
+        ["rl_point", "--n_itr=2", f"--logdir={logroot}/rl/b", "--seed=2"],
+        ["rl_point_test", f"--logdir={logroot}/rl/b", "--test_checkpoint=best",
+         f"--test_results={logroot}/rl/b/test_campaign_best.pkl"]]
+    again = FakeRunSh()                     # everything done: nothing runs twice
+    assert rl_campaign.train(RUNS, logroot, "run.sh", again, log=lambda _: None) == 0
+    assert again.commands == []
+    text = rl_campaign.status(RUNS, logroot)
+    assert "a: 3 of 3 iterations; test at 3: -40.00 / -10.00 (0..1 steps)" in text
+
+
+def test_a_stop_ends_the_chain(tmp_path):
+    runner = FakeRunSh(stop_at=1)
+    assert rl_campaign.train(RUNS, str(tmp_path), "run.sh", runner, log=lambda _: None) == 143
+    assert len(runner.commands) == 1        # the test and run b did not start
+    assert "a: 0 of 3 iterations" in rl_campaign.status(RUNS, str(tmp_path))
+
+
+def test_the_queue_names_real_presets():
+    from flags.experiments import EXPERIMENTS
+    for run in rl_campaign.RUNS:
+        assert run.preset in EXPERIMENTS and f"{run.preset}_test" in EXPERIMENTS
+        assert EXPERIMENTS[run.preset].kind == "rl"
