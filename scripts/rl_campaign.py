@@ -29,8 +29,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(1, ROOT)
 
 from campaign import _Forwarding  # noqa: E402  (the same signal-forwarding runner)
+from flags.experiments import EXPERIMENTS, rl_result_file  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +50,38 @@ class RLRun:
         return os.path.join(logroot, "rl", self.folder)
 
     def result(self, logroot: str) -> str:
-        """The test result's pickle (its own name, so other tests of the folder stay)."""
-        return os.path.join(self.logdir(logroot), f"test_campaign_{self.test_at}.pkl")
+        """The test result's pickle: where the test writes it by default, so that
+        ``./run.sh rl_ENV_compare`` finds the baselines' results."""
+        return rl_result_file(self.logdir(logroot), EXPERIMENTS[self.preset].method)
 
 
-# In order. The released half-cheetah forward/backward configuration (fd step 1.0, KL 0.02,
-# budget sampling), tested at iteration 100 as the paper's figure: three training seeds for
-# the spread of the gap to the paper's 293 (issue 15, part 4).
-# In-process sampling (--num_workers=0): beside the campaign, worker processes only add
+# In order. First the released half-cheetah forward/backward configuration (FD step 1.0,
+# KL 0.02, budget sampling), tested at iteration 100 as the paper's figure: three training
+# seeds for the spread of the gap to the paper's 293 (issue 15, part 4). Then the baselines
+# as the released scripts trained them (part 2) and the ant (part 5), each trained to the
+# iteration whose checkpoint the released test script loaded (test_maml_*.py: itr_475,
+# itr_975, ...; params.pkl, the run's last, for the presets' full length). Sampling
+# in-process (--num_workers=0): beside the Table 1 campaign, worker processes only add
 # overhead on 2 cores.
+_IN_PROCESS = ("--num_workers=0",)
 RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
-                   (f"--seed={seed}", "--num_workers=0"), ("--num_workers=0",), test_at="100")
-             for seed in (1, 2, 3))
+                   (f"--seed={seed}", *_IN_PROCESS), _IN_PROCESS, test_at="100")
+             for seed in (1, 2, 3)) + (
+    RLRun("cheetah_vel_pretrained", "rl_cheetah_vel_pretrained", 475, _IN_PROCESS,
+          _IN_PROCESS, test_at="latest"),
+    RLRun("cheetah_vel_oracle", "rl_cheetah_vel_oracle", 975, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
+    RLRun("cheetah_dir_pretrained", "rl_cheetah_dir_pretrained", 1000, _IN_PROCESS,
+          _IN_PROCESS, test_at="latest"),
+    RLRun("cheetah_dir_oracle", "rl_cheetah_dir_oracle", 1000, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
+    RLRun("ant_vel_maml", "rl_ant_vel", 375, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+    RLRun("ant_vel_pretrained", "rl_ant_vel_pretrained", 575, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
+    RLRun("ant_vel_oracle", "rl_ant_vel_oracle", 550, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
+    RLRun("ant_dir_maml", "rl_ant_dir", 575, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+)
 
 
 def iterations_reached(logdir: str) -> int:
@@ -87,8 +109,7 @@ def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
         if not os.path.exists(run.result(logroot)):
             log(f"rl campaign: {run.folder}: test at {run.test_at}")
             code = runner([run_sh, f"{run.preset}_test", f"--logdir={logdir}",
-                           f"--test_checkpoint={run.test_at}",
-                           f"--test_results={run.result(logroot)}", *run.test_flags], logroot)
+                           f"--test_checkpoint={run.test_at}", *run.test_flags], logroot)
             if code != 0:
                 log(f"rl campaign: {run.folder}'s test stopped with status {code}")
                 return code

@@ -28,8 +28,8 @@ class FakeRunSh:
         if self.stop_at is not None and len(self.commands) == self.stop_at:
             return 143                      # as a run stopped by SIGTERM after its save
         args = dict(a[2:].split("=", 1) for a in command[2:])
-        if command[1].endswith("_test"):
-            with open(args["test_results"], "wb") as handle:
+        if command[1].endswith("_test"):   # where rl.main's test writes the MAML result
+            with open(os.path.join(args["logdir"], "test_maml.pkl"), "wb") as handle:
                 pickle.dump({"mean_per_step": np.array([-40.0, -10.0])}, handle)
         else:
             os.makedirs(os.path.join(args["logdir"], "checkpoints"), exist_ok=True)
@@ -48,11 +48,9 @@ def test_runs_train_then_test_in_order_and_resume(tmp_path):
     assert rl_campaign.train(RUNS, logroot, "run.sh", runner, log=lambda _: None) == 0
     assert runner.commands == [
         ["rl_point", "--n_itr=3", f"--logdir={a_dir}", "--seed=1"],
-        ["rl_point_test", f"--logdir={a_dir}", "--test_checkpoint=3",
-         f"--test_results={a_dir}/test_campaign_3.pkl", "--num_workers=0"],
+        ["rl_point_test", f"--logdir={a_dir}", "--test_checkpoint=3", "--num_workers=0"],
         ["rl_point", "--n_itr=2", f"--logdir={logroot}/rl/b", "--seed=2"],
-        ["rl_point_test", f"--logdir={logroot}/rl/b", "--test_checkpoint=best",
-         f"--test_results={logroot}/rl/b/test_campaign_best.pkl"]]
+        ["rl_point_test", f"--logdir={logroot}/rl/b", "--test_checkpoint=best"]]
     again = FakeRunSh()                     # everything done: nothing runs twice
     assert rl_campaign.train(RUNS, logroot, "run.sh", again, log=lambda _: None) == 0
     assert again.commands == []
