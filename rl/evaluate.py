@@ -115,7 +115,8 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
         # sampled each step; (num_steps, tasks): the Euclidean length of each inner step in
         # parameter space. A VPG step grows like 1 / std, so a policy that meta-training made
         # precise takes longer later steps with the same step size (docs/RESULTS.md, point).
-        "policy_std_per_step": np.stack(stds), "step_length_per_step": np.stack(moves),
+        "policy_std_per_step": np.stack(stds),
+        "step_length_per_step": np.stack(moves) if moves else np.zeros((0, len(tasks))),
     }
     if not get_spec(cfg.env_name).mujoco:   # the point robot's paths for Figure 4-like plots
         result["trajectories"] = trajectories
