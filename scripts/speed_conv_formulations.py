@@ -31,7 +31,9 @@ Variants:
                Batch norm by autodiff of the exact moments (norm_lib.exact_moments)
   folded_fused the same with batch norm as tf.compat.v1.nn.fused_batch_norm (training mode,
                scale 1, offset tiled over tasks): one fused op whose gradient op has a
-               registered gradient (second order defined; its float32 error is larger)
+               registered gradient (second order exact: the engine's maml_tf.norm.fused_batch_norm;
+               its larger float64 difference here is float32 rounding flipping ReLU masks,
+               docs/RESULTS.md "fused batch norm")
   folded_custom  folded, batch norm with a hand-written backward (the engine's
                maml_tf.norm.batch_norm_over, second order exact); with batch norm this is the
                engine's ConvNet(conv_impl="folded")
