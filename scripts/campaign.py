@@ -48,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 from maml_tf.evaluation import read_results, result_basename, summarize  # noqa: E402
 from maml_tf.reporting.classification import classification_runs  # noqa: E402
 from maml_tf.reporting.paper import load_paper_numbers  # noqa: E402
+from maml_tf.run_folder import checkpoint_iterations  # noqa: E402
 
 # The order the campaign trains in (issue 12); the rest follow in Table 1's order.
 CAMPAIGN_ORDER = ("miniimagenet_1shot_fo", "miniimagenet_1shot", "omniglot_20way_1shot",
@@ -63,12 +64,6 @@ def campaign_runs(logroot: str) -> list[dict]:
                  directory=cfg.experiment_dir) for preset, cfg in classification_runs(logroot)]
     rank = {name: i for i, name in enumerate(CAMPAIGN_ORDER)}
     return sorted(runs, key=lambda r: rank.get(r["name"], len(rank)))
-
-
-def checkpoint_iterations(directory: str) -> list[int]:
-    return sorted(int(m.group(1)) for m in (re.search(r"ckpt-(\d+)\.index$", p) for p in
-                                            glob.glob(os.path.join(directory, "ckpt-*.index")))
-                  if m)
 
 
 def read_events(directory: str) -> tuple[dict, list[float]]:

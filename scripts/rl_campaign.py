@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import os
 import pickle
-import re
 import signal
 import sys
 
@@ -33,6 +31,7 @@ sys.path.insert(1, ROOT)
 
 from campaign import _Forwarding  # noqa: E402  (the same signal-forwarding runner)
 from flags.experiments import EXPERIMENTS, rl_result_file  # noqa: E402
+from maml_tf.run_folder import checkpoint_iterations  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +85,7 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
 
 def iterations_reached(logdir: str) -> int:
     """Meta-iterations done: the newest ``checkpoints/ckpt-N`` (N iterations done), else 0."""
-    found = [int(m.group(1)) for path in glob.glob(os.path.join(logdir, "checkpoints",
-                                                                 "ckpt-*.index"))
-             if (m := re.search(r"ckpt-(\d+)\.index$", path))]
-    return max(found, default=0)
+    return max(checkpoint_iterations(os.path.join(logdir, "checkpoints")), default=0)
 
 
 def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
