@@ -20,7 +20,9 @@ overwrite the final result that ``maml_tf.compare`` reads.
 ``train`` drives the campaign unattended, in the campaign's order (or ``--runs``): it resumes
 the first run that has not reached 60,000 iterations (``./run.sh NAME``), and when a run is
 complete it gives it its final 600-task test (``./run.sh NAME_test``) and its milestone
-tests, then goes on to the next run. A session therefore starts the whole campaign with one
+tests, then goes on to the next run; before resuming an incomplete run it tests the
+milestones that run has passed (a milestone reached mid-session is tested when the driver
+next starts). A session therefore starts the whole campaign with one
 background command, and no milestone or final test is forgotten between sessions. SIGTERM or
 SIGINT is passed on to the running command (a training run saves its checkpoint) and the
 chain stops with that command's status; so does any failure.
@@ -310,6 +312,12 @@ def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
         checkpoints = checkpoint_iterations(directory)
         reached = checkpoints[-1] + 1 if checkpoints else 0
         if reached < TABLE1_ITERATIONS:
+            # milestones passed in an earlier sitting are tested before training goes on,
+            # so a run that needs several more days still reports its test accuracy
+            code = run_milestones(run, logroot, every, run_sh, runner)
+            if code != 0:
+                log(f"campaign: {name}'s milestone test stopped with status {code}")
+                return code
             log(f"campaign: {name} at {reached:,} of {TABLE1_ITERATIONS:,}: training")
             code = runner([run_sh, name], logroot)
             if code != 0:

@@ -147,6 +147,19 @@ def test_train_resumes_in_order_then_tests_and_stops_on_a_signal(tmp_path):
     assert lines[-1] == "campaign: every run complete and tested"
 
 
+def test_train_tests_passed_milestones_before_resuming(tmp_path):
+    """A run that passed 10,000 iterations in an earlier sitting is tested there first, once."""
+    partial = _campaign_run(tmp_path, "partial", 12000)
+    fake = FakeRunSh([partial], stop_status=143)
+    assert campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, print) == 143
+    assert fake.calls == ["partial_test --test_iter=10000", "partial"]
+    assert os.path.exists(os.path.join(partial["directory"], "milestones",
+                                       "itr10000_test_ubs1_stepsize0.01.pkl"))
+    fake = FakeRunSh([partial], stop_status=143)
+    campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, print)
+    assert fake.calls == ["partial"]
+
+
 def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
     """SIGTERM reaches the Python process that run.sh's bash started, and the driver returns
     only after it has finished saving (bash itself dies at once)."""
