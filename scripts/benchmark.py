@@ -7,7 +7,10 @@
 Each configuration builds the real model and MetaLearner, runs warm-up iterations (tracing,
 XLA compilation), then times ``--iterations`` full meta-training steps (forward, inner loop,
 meta-gradient, Adam update) on synthetic batches of the right shapes: the data pipeline is
-measured separately. Prints a markdown table of medians and the first-order speed-up.
+measured separately. Prints a markdown table of medians, the first-order speed-up, the FLOPs
+of one meta-iteration (TensorFlow's count of the traced meta-gradient, ``maml_tf.flops``) and
+the fraction of the CPU's float32 ceiling reached: the GFLOP/s of a large matrix product
+measured in the same process (and of a nominal peak given with ``--peak_gflops``).
 """
 import argparse
 import os
@@ -20,6 +23,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loa
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from maml_tf.flops import measured_ceiling_gflops, meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
@@ -76,9 +80,10 @@ def synthetic_batch(model, tasks, n, k, q, rng):
 
 
 def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", per_call=1):
-    """Median ms per meta-iteration; with ``per_call`` > 1, iterations run ``per_call`` at a
-    time through ``meta_train_steps`` (as the trainer's ``--steps_per_call``) and the median
-    of the calls is divided by ``per_call``."""
+    """(median ms per meta-iteration, first call s, conv path, FLOPs per meta-iteration);
+    with ``per_call`` > 1, iterations run ``per_call`` at a time through
+    ``meta_train_steps`` (as the trainer's ``--steps_per_call``) and the median of the calls
+    is divided by ``per_call``."""
     factory, tasks, n, k, q, lr, steps = CONFIGS[name]
     tf.keras.utils.set_random_seed(0)
     model = factory(conv_impl, first_order)
@@ -87,6 +92,7 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", pe
     learner = MetaLearner(model, spec, jit_compile=xla,
                           clip_value=10.0 if "miniimagenet" in name else None)
     rng = np.random.default_rng(0)
+    flops = meta_iteration_flops(learner, synthetic_batch(model, tasks, n, k, q, rng))[0]
     if per_call > 1:
         batches = [synthetic_batch(model, tasks, n, k, q, rng) for _ in range(per_call)]
         stacked = tuple(tf.stack(part) for part in zip(*batches))
@@ -112,7 +118,7 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", pe
         call()
         times.append(time.perf_counter() - start)
     return (1000 * float(np.median(times)) / per_call, trace_s,
-            getattr(model, "conv_impl", "-"))
+            getattr(model, "conv_impl", "-"), flops)
 
 
 def main():
@@ -123,7 +129,12 @@ def main():
     parser.add_argument("--conv_impl", default="auto",
                         help="convolution path(s) of the conv nets, comma-separated, from "
                              f"{', '.join(CONV_IMPLS)} (both: grouped,per_task); one row each")
+    parser.add_argument("--peak_gflops", type=float, default=0.0,
+                        help="a nominal float32 peak (cores x GHz x FLOPs per cycle) to print "
+                             "fractions of as well, e.g. 156.8 for 2 Zen 3 cores at 2.45 GHz")
     args = parser.parse_args()
+    if args.peak_gflops < 0:
+        parser.error(f"--peak_gflops must be >= 0, got {args.peak_gflops}")
     names = [n for n in CONFIGS if not args.only or n in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(CONFIGS) if args.only else set()
     if unknown:
@@ -132,10 +143,18 @@ def main():
     impls = tuple(args.conv_impl.replace("both", "grouped,per_task").split(","))
     if set(impls) - set(CONV_IMPLS):
         parser.error(f"--conv_impl: unknown path(s) {sorted(set(impls) - set(CONV_IMPLS))}")
-    print(f"TensorFlow {tf.__version__}; {machine_description()}")
+    print(f"TensorFlow {tf.__version__}; {machine_description()}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    ceiling = measured_ceiling_gflops()
+    print(f"measured float32 ceiling: matrix product {ceiling['matmul']:.1f} GFLOP/s, "
+          f"3x3 convolution {ceiling['conv']:.1f} GFLOP/s (maml_tf.flops)")
+    peaks = [("matmul", ceiling["matmul"])] + ([("peak", args.peak_gflops)]
+                                               if args.peak_gflops else [])
+    fractions = " | ".join(f"SO / FO % of {label}" for label, _ in peaks)
     print("| configuration | conv path | XLA | steps per call | second-order ms | "
-          "first-order ms | FO speed-up | first call s (SO) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "first-order ms | FO speed-up | first call s (SO) | GFLOP SO / FO | "
+          f"{fractions} |")
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * len(peaks))
     for name in names:
         # the sinusoid: XLA off/on, one step per call and the trainer's default 100
         variants = ([(False, 1), (True, 1), (True, 100)] if name == "sinusoid"
@@ -144,12 +163,17 @@ def main():
         warmup = 200 if name == "sinusoid" else 3
         for impl in impls if name != "sinusoid" else ("-",):
             for xla, per_call in variants:
-                second, trace, path = time_config(name, False, xla, iterations, warmup, impl,
-                                                  per_call)
-                first, _, _ = time_config(name, True, xla, iterations, warmup, impl, per_call)
+                second, trace, path, so_flops = time_config(name, False, xla, iterations,
+                                                            warmup, impl, per_call)
+                first, _, _, fo_flops = time_config(name, True, xla, iterations, warmup, impl,
+                                                    per_call)
+                shares = " | ".join(
+                    f"{so_flops / second / 1e6 / gflops * 100:.1f} / "
+                    f"{fo_flops / first / 1e6 / gflops * 100:.1f}" for _, gflops in peaks)
                 print(f"| {name} | {path} | {'on' if xla else 'off'} | {per_call} | "
                       f"{second:.3f} | {first:.3f} | {100 * (1 - first / second):.0f}% less "
-                      f"time | {trace:.1f} |", flush=True)
+                      f"time | {trace:.1f} | {so_flops / 1e9:.4g} / {fo_flops / 1e9:.4g} | "
+                      f"{shares} |", flush=True)
 
 
 if __name__ == "__main__":

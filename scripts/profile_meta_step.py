@@ -17,8 +17,10 @@ batch shapes) this
    self time per op type as a share of the traced wall time, plus the median wall ms per
    step; the gap between the summed op time and the wall time is dispatch and idle time;
 3. prints the fraction of the CPU's peak reached: counted FLOPs / median step time against
-   ``--peak_gflops`` (default 156.8: 2 Zen 3 cores x 2.45 GHz x 32 float32 FLOPs per cycle,
-   two 256-bit FMA pipes; the clock is the TSC/BogoMIPS rate, no turbo assumed).
+   the float32 rate of a large matrix product measured in the same process
+   (``maml_tf.flops.measured_ceiling_gflops``) and against ``--peak_gflops`` (default
+   156.8: 2 Zen 3 cores x 2.45 GHz x 32 float32 FLOPs per cycle, two 256-bit FMA pipes;
+   the clock is the TSC/BogoMIPS rate, no turbo assumed).
 
 Op times are the kernel events of TensorFlow's compute threads (oneDNN kernels appear as
 ``_MklNative*``/``_Mkl*``), summed over both pool threads, so their sum can exceed the wall time
@@ -39,6 +41,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from maml_tf.flops import measured_ceiling_gflops, meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import ConvNet, fused_batch_norm_default  # noqa: E402
@@ -77,23 +80,6 @@ def build(config, first_order, conv_impl="auto"):
                          first_order=first_order)
     learner = MetaLearner(model, spec, clip_value=clip)
     return model, learner, synthetic_batch(model, tasks, n, k, q)
-
-
-def count_flops(learner, batch):
-    """FLOPs per op type of the traced meta-gradient graph, from TensorFlow's registered
-    ``flops`` statistics (the ones ``tf.compat.v1.profiler``'s float_operation view sums)."""
-    from tensorflow.python.framework import ops as tf_ops
-    fn = tf.function(learner._meta_grads_impl)
-    graph = fn.get_concrete_function(*batch).graph
-    per_type = collections.Counter()
-    for op in graph.get_operations():
-        try:
-            stats = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
-        except ValueError:  # a shape not fully known: not counted
-            continue
-        if stats.value:
-            per_type[op.type] += int(stats.value)
-    return sum(per_type.values()), per_type
 
 
 # Events that contain other kernels (their time is counted in the kernels themselves).
@@ -151,7 +137,7 @@ def main():
     print(f"TensorFlow {tf.__version__}; {machine_description()}; "
           f"load average {os.getloadavg()[0]:.2f}")
     model, learner, batch = build(args.config, args.order == 1, args.conv_impl)
-    total, flops_per_type = count_flops(learner, batch)
+    total, flops_per_type = meta_iteration_flops(learner, batch)
     print(f"\n{args.config}, {'first' if args.order == 1 else 'second'} order, "
           f"conv path {model.conv_impl}: {total / 1e9:.3f} GFLOP per meta-iteration "
           "(TensorFlow's count)")
@@ -166,9 +152,11 @@ def main():
     print(f"\nmedian {median_ms:.1f} ms per step (traced, {args.steps} steps, "
           f"{wall_ms:.0f} ms wall); summed kernel time {busy:.0f} ms "
           f"= {busy / wall_ms:.2f} busy threads on average")
-    print(f"achieved {total / 1e9 / (median_ms / 1000):.1f} GFLOP/s = "
-          f"{100 * total / 1e9 / (median_ms / 1000) / args.peak_gflops:.1f}% of "
-          f"{args.peak_gflops} GFLOP/s peak")
+    achieved = total / 1e9 / (median_ms / 1000)
+    matmul = measured_ceiling_gflops()["matmul"]
+    print(f"achieved {achieved:.1f} GFLOP/s = {100 * achieved / args.peak_gflops:.1f}% of "
+          f"{args.peak_gflops} GFLOP/s peak, {100 * achieved / matmul:.1f}% of the "
+          f"{matmul:.1f} GFLOP/s a large matrix product reaches here")
     print(f"\n{'op type':<34}{'ms/step':>9}{'share':>8}")
     for name, us in per_type.most_common(args.top):
         print(f"{name:<34}{us / 1000 / args.steps:9.2f}{100 * us / 1000 / busy:7.1f}%")
