@@ -35,11 +35,13 @@ def main(argv):
     from maml_tf.export import ExportError
     from maml_tf.run_folder import RunFolderError
     from maml_tf.run_record import resolve_for_test
+    from maml_tf.runtime import set_intra_op_threads
     from maml_tf.stopping import StopSignals, exit_status
 
     def body():
         # test mode (and its export) takes what the command line leaves out from config.json
         tested = resolve_for_test(cfg, supervised_flags.explicit_flags())
+        set_intra_op_threads(tested.intra_op_parallelism)   # before TensorFlow's first op
         # Ctrl-C and SIGTERM (also for runs started in the background, where a shell ignores
         # SIGINT) let the iteration running finish, save its checkpoint and exit with one line.
         with StopSignals() as stop:

@@ -77,6 +77,10 @@ flags.DEFINE_enum("xla", "auto", ["auto", "on", "off"],
 flags.DEFINE_integer("steps_per_call", 0, "meta-iterations per TensorFlow call between the "
                      "summary/print/checkpoint points (speed only; results are the same). "
                      "0: 100 for the sinusoid, 1 for image classification.")
+flags.DEFINE_integer("intra_op_threads", -1, "threads per TensorFlow kernel (speed only; "
+                     "results are the same). -1: 1 for the sinusoid (its kernels are too "
+                     "small to share), TensorFlow's default elsewhere; 0: TensorFlow's default "
+                     "(one per core); N: N.")
 flags.DEFINE_string("export_dir", "", "if set, export the trained (train mode) or restored "
                     "(test mode) meta-learner as a SavedModel to this directory.")
 flags.DEFINE_integer("export_num_updates", -1, "inner steps performed inside the exported "
@@ -132,6 +136,9 @@ flags.register_validator("update_lr", lambda v: math.isfinite(v) and v > 0,
                          message="--update_lr must be > 0 and finite")
 flags.register_validator("steps_per_call", lambda v: v is not None and v >= 0,
                          message="--steps_per_call must be >= 0 (0: automatic)")
+flags.register_validator("intra_op_threads", lambda v: v is not None and v >= -1,
+                         message="--intra_op_threads must be -1 (automatic), 0 (TensorFlow's "
+                                 "default) or a positive integer")
 flags.register_validator("checkpoint_interval", lambda v: v is not None and v >= 1,
                          message="--checkpoint_interval must be a positive integer")
 flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
@@ -269,7 +276,7 @@ def config_from_flags():
         logdir=FLAGS.logdir, resume=FLAGS.resume, train=FLAGS.train, test_iter=FLAGS.test_iter,
         test_set=FLAGS.test_set, train_update_batch_size=FLAGS.train_update_batch_size,
         train_update_lr=FLAGS.train_update_lr, seed=FLAGS.seed, xla=FLAGS.xla,
-        steps_per_call=FLAGS.steps_per_call,
+        steps_per_call=FLAGS.steps_per_call, intra_op_threads=FLAGS.intra_op_threads,
         export_dir=FLAGS.export_dir, export_num_updates=FLAGS.export_num_updates,
         omniglot_folder=FLAGS.omniglot_folder, miniimagenet_folder=FLAGS.miniimagenet_folder,
         num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size,

@@ -40,6 +40,7 @@ class ExperimentConfig:
     seed: int = 0
     xla: str = "auto"
     steps_per_call: int = 0  # iterations per tf.function call; 0: see steps_per_execution
+    intra_op_threads: int = -1  # -1: see intra_op_parallelism; 0: TensorFlow's default
     export_dir: str = ""
     export_num_updates: int = -1
     omniglot_folder: str = "./data/omniglot_resized"
@@ -104,6 +105,19 @@ class ExperimentConfig:
         if self.steps_per_call > 0:
             return self.steps_per_call
         return 100 if self.datasource == "sinusoid" else 1
+
+    @property
+    def intra_op_parallelism(self) -> int:
+        """Threads per TensorFlow kernel (0: TensorFlow's default, one per core).
+
+        The sinusoid's kernels are tiny (25 tasks x 10 points x 40 units): handing each one
+        to a second thread costs more than it saves, so auto (-1) runs them on one thread
+        (median meta-iteration 20-35% shorter on a 2-core AVX2 EPYC, docs/RESULTS.md
+        "Speed"); conv nets and distributed runs keep TensorFlow's default.
+        """
+        if self.intra_op_threads >= 0:
+            return self.intra_op_threads
+        return 1 if self.datasource == "sinusoid" and self.distribute == "none" else 0
 
     @property
     def use_xla(self) -> bool:

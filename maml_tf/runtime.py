@@ -71,6 +71,27 @@ class _stderr_without:
         return False
 
 
+def set_intra_op_threads(threads: int) -> int:
+    """Threads per TensorFlow kernel for this process (0: leave TensorFlow's default).
+
+    TensorFlow fixes its thread pools when the first op runs, so this belongs at an entry
+    point, before any work. Called later (several runs in one process, as the tests do) it
+    keeps the pools it has and warns instead of failing: the setting changes speed only.
+    Returns the setting in force.
+    """
+    import tensorflow as tf
+    if threads > 0 and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:
+            from absl import logging
+            logging.warning("TensorFlow is already initialised: keeping its %s intra-op "
+                            "threads instead of %d (speed only)",
+                            tf.config.threading.get_intra_op_parallelism_threads() or
+                            "default", threads)
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
 def machine_description() -> str:
     """CPU model, the vector extensions that change kernel speed and rounding, cores, oneDNN.
 

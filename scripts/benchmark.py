@@ -13,11 +13,14 @@ the fraction of the CPU's float32 ceiling reached: the GFLOP/s of a large matrix
 measured in the same process (and of a nominal peak given with ``--peak_gflops``).
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loads)
 
 import numpy as np  # noqa: E402
@@ -29,7 +32,7 @@ from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
                             fused_batch_norm_default)
 from maml_tf.experiment import SINUSOID_HIDDEN  # noqa: E402
-from maml_tf.runtime import machine_description  # noqa: E402
+from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E402
 from flags.experiments import EXPERIMENTS  # noqa: E402
 
 # Benchmark name -> registry preset whose numbers it times (flags/experiments.py).
@@ -132,9 +135,18 @@ def main():
     parser.add_argument("--peak_gflops", type=float, default=0.0,
                         help="a nominal float32 peak (cores x GHz x FLOPs per cycle) to print "
                              "fractions of as well, e.g. 156.8 for 2 Zen 3 cores at 2.45 GHz")
+    parser.add_argument("--intra_op_threads", type=int, default=-1,
+                        help="threads per kernel: -1 as training runs (main.py's "
+                             "--intra_op_threads: 1 for the sinusoid, whose rows then run in "
+                             "a child process when conv nets are timed too; TensorFlow's "
+                             "default for conv nets); 0 TensorFlow's default; N")
+    parser.add_argument("--ceiling_gflops", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--rows_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_gflops < 0:
         parser.error(f"--peak_gflops must be >= 0, got {args.peak_gflops}")
+    if args.intra_op_threads < -1:
+        parser.error(f"--intra_op_threads must be >= -1, got {args.intra_op_threads}")
     names = [n for n in CONFIGS if not args.only or n in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(CONFIGS) if args.only else set()
     if unknown:
@@ -143,18 +155,38 @@ def main():
     impls = tuple(args.conv_impl.replace("both", "grouped,per_task").split(","))
     if set(impls) - set(CONV_IMPLS):
         parser.error(f"--conv_impl: unknown path(s) {sorted(set(impls) - set(CONV_IMPLS))}")
-    print(f"TensorFlow {tf.__version__}; {machine_description()}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    ceiling = measured_ceiling_gflops()
-    print(f"measured float32 ceiling: matrix product {ceiling['matmul']:.1f} GFLOP/s, "
-          f"3x3 convolution {ceiling['conv']:.1f} GFLOP/s (maml_tf.flops)")
+    sinusoid_apart = args.intra_op_threads == -1 and "sinusoid" in names and len(names) > 1
+    threads = args.intra_op_threads
+    if threads == -1:
+        threads = 1 if names == ["sinusoid"] else 0
+    set_intra_op_threads(threads)  # before TensorFlow's first op
+    if args.ceiling_gflops:
+        ceiling = {"matmul": args.ceiling_gflops}
+    else:  # in its own process: with every core, whatever this one's thread setting
+        ceiling = json.loads(subprocess.run(
+            [sys.executable, "-m", "maml_tf.flops"], cwd=ROOT, check=True,
+            capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    if not args.rows_only:
+        print(f"TensorFlow {tf.__version__}; {machine_description()}; "
+              f"load average {os.getloadavg()[0]:.2f}; intra-op threads "
+              f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+              f"{' (the sinusoid: 1)' if sinusoid_apart else ''}")
+        print(f"measured float32 ceiling: matrix product {ceiling['matmul']:.1f} GFLOP/s, "
+              f"3x3 convolution {ceiling['conv']:.1f} GFLOP/s (maml_tf.flops)")
     peaks = [("matmul", ceiling["matmul"])] + ([("peak", args.peak_gflops)]
                                                if args.peak_gflops else [])
     fractions = " | ".join(f"SO / FO % of {label}" for label, _ in peaks)
-    print("| configuration | conv path | XLA | steps per call | second-order ms | "
-          "first-order ms | FO speed-up | first call s (SO) | GFLOP SO / FO | "
-          f"{fractions} |")
-    print("|---|---|---|---|---|---|---|---|---|" + "---|" * len(peaks))
+    if not args.rows_only:
+        print("| configuration | conv path | XLA | steps per call | second-order ms | "
+              "first-order ms | FO speed-up | first call s (SO) | GFLOP SO / FO | "
+              f"{fractions} |")
+        print("|---|---|---|---|---|---|---|---|---|" + "---|" * len(peaks), flush=True)
+    if sinusoid_apart:
+        names.remove("sinusoid")
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--only=sinusoid",
+                        "--rows_only", f"--ceiling_gflops={ceiling['matmul']}",
+                        f"--peak_gflops={args.peak_gflops}",
+                        f"--iterations={args.iterations}"], check=True)
     for name in names:
         # the sinusoid: XLA off/on, one step per call and the trainer's default 100
         variants = ([(False, 1), (True, 1), (True, 100)] if name == "sinusoid"

@@ -86,3 +86,31 @@ def test_training_with_many_steps_per_call_matches_one_per_call(tmp_path):
     for name in weights[1]:
         np.testing.assert_allclose(weights[0][name], weights[1][name], rtol=1e-3, atol=3e-4,
                                    err_msg=name)
+
+
+def test_intra_op_threads_one_for_the_sinusoid_only_unless_given():
+    from maml_tf.config import ExperimentConfig
+    assert ExperimentConfig(datasource="sinusoid").intra_op_parallelism == 1
+    assert ExperimentConfig(datasource="omniglot").intra_op_parallelism == 0
+    assert ExperimentConfig(datasource="sinusoid", distribute="mirrored",
+                            num_cpu_devices=2).intra_op_parallelism == 0
+    assert ExperimentConfig(datasource="sinusoid", intra_op_threads=0).intra_op_parallelism == 0
+    assert ExperimentConfig(datasource="omniglot", intra_op_threads=3).intra_op_parallelism == 3
+
+
+def test_intra_op_threads_are_set_before_the_first_op_and_kept_after_it():
+    """A fresh process takes the setting; once TensorFlow has run an op it cannot change,
+    and the helper says so and goes on (it changes speed only)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import maml_tf, tensorflow as tf\n"
+              "from maml_tf.runtime import set_intra_op_threads\n"
+              "print(set_intra_op_threads(1))\n"
+              "print(float(tf.reduce_sum(tf.ones(3))))\n"
+              "print(set_intra_op_threads(2))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "3.0", "1"]
+    assert "keeping its 1 intra-op threads instead of 2" in done.stderr
