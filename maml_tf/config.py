@@ -112,8 +112,9 @@ class ExperimentConfig:
 
         The sinusoid's kernels are tiny (25 tasks x 10 points x 40 units): handing each one
         to a second thread costs more than it saves, so auto (-1) runs them on one thread
-        (median meta-iteration 20-35% shorter on a 2-core AVX2 EPYC, docs/RESULTS.md
-        "Speed"); conv nets and distributed runs keep TensorFlow's default.
+        (37% less time per second-order meta-iteration, 13% first order, on a 2-core AVX2
+        EPYC: docs/RESULTS.md "Speed"); conv nets and distributed runs keep TensorFlow's
+        default.
         """
         if self.intra_op_threads >= 0:
             return self.intra_op_threads

@@ -3,9 +3,9 @@
 Why: a time per meta-iteration says little on its own across machines; the fraction of what
 the CPU can do says how much is left to win. The FLOPs come from TensorFlow's registered
 ``flops`` statistics (what ``tf.compat.v1.profiler``'s float_operation view sums), so nobody
-has to trust a hand count. The ceiling is *measured* on the machine at hand, with the same
-threads and oneDNN setting the benchmark runs under, because the nominal peak (cores x clock
-x FLOPs per cycle) depends on the CPU model, turbo and what a virtual machine exposes.
+has to trust a hand count. The ceiling is *measured* on the machine at hand (every core,
+the project's oneDNN setting), because the nominal peak (cores x clock x FLOPs per cycle)
+depends on the CPU model, turbo and what a virtual machine exposes.
 
 Example::
 

@@ -10,7 +10,8 @@ meta-gradient, Adam update) on synthetic batches of the right shapes: the data p
 measured separately. Prints a markdown table of medians, the first-order speed-up, the FLOPs
 of one meta-iteration (TensorFlow's count of the traced meta-gradient, ``maml_tf.flops``) and
 the fraction of the CPU's float32 ceiling reached: the GFLOP/s of a large matrix product
-measured in the same process (and of a nominal peak given with ``--peak_gflops``).
+measured in the same sitting, in a process of its own with every core (and of a nominal
+peak given with ``--peak_gflops``).
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loa
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from maml_tf.flops import measured_ceiling_gflops, meta_iteration_flops  # noqa: E402
+from maml_tf.flops import meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
