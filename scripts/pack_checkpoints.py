@@ -74,6 +74,30 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     return written
 
 
+def pack_run_results(directory: str, destination_root: str,
+                     logs_root: str = os.path.join(ROOT, "logs")) -> list[str]:
+    """Packs the results beside a run's checkpoint folders (an RL run keeps its checkpoints
+    in ``checkpoints/`` and ``best/`` and its test results, ``progress.csv``, ``config.json``
+    and event files one level up): only for a folder with a direct subfolder that holds a
+    checkpoint; returns the files written."""
+    subfolders = [os.path.join(directory, d) for d in os.listdir(directory)
+                  if os.path.isdir(os.path.join(directory, d))]
+    if not any(tf.train.latest_checkpoint(d) for d in subfolders):
+        return []
+    relative = os.path.relpath(directory, logs_root)
+    if relative.startswith(".."):
+        relative = os.path.relpath(directory, ROOT)
+    target = os.path.join(destination_root, relative)
+    os.makedirs(target, exist_ok=True)
+    written = []
+    for name in os.listdir(directory):
+        if (name.endswith((".csv", ".pkl")) or name == "config.json"
+                or name.startswith("events.out.tfevents.")):
+            shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
+            written.append(os.path.join(target, name))
+    return written
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", help="run folders below logs/")
@@ -85,8 +109,8 @@ def main():
         if not os.path.isdir(folder):
             sys.exit(f"error: {folder} is not a folder")
         for current, _, _ in os.walk(folder):
-            for path in pack_directory(os.path.abspath(current), args.out,
-                                       args.keep_every):
+            for path in (pack_directory(os.path.abspath(current), args.out, args.keep_every)
+                         or pack_run_results(os.path.abspath(current), args.out)):
                 print(path)
 
 

@@ -147,6 +147,22 @@ def test_train_resumes_in_order_then_tests_and_stops_on_a_signal(tmp_path):
     assert lines[-1] == "campaign: every run complete and tested"
 
 
+def test_pack_keeps_an_rl_runs_results_beside_its_checkpoint_folders(tmp_path):
+    """RL runs keep checkpoints in checkpoints/ and best/, test results one level up."""
+    run = tmp_path / "logs" / "rl" / "cheetah_dir_maml_seed1"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)),
+                                         str(run / "checkpoints"), max_to_keep=1)
+    manager.save(checkpoint_number=100)
+    for name in ("test_maml.pkl", "test_maml.csv", "progress.csv", "config.json", "notes.txt"):
+        (run / name).write_text("x")
+    out = tmp_path / "packed"
+    assert pack.pack_run_results(str(run), str(out), logs_root=str(tmp_path / "logs"))
+    assert pack.pack_run_results(str(run / "checkpoints"), str(out),
+                                 logs_root=str(tmp_path / "logs")) == []
+    packed = sorted(os.listdir(out / "rl" / "cheetah_dir_maml_seed1"))
+    assert packed == ["config.json", "progress.csv", "test_maml.csv", "test_maml.pkl"]
+
+
 def test_train_tests_passed_milestones_before_resuming(tmp_path):
     """A run that passed 10,000 iterations in an earlier sitting is tested there first, once."""
     partial = _campaign_run(tmp_path, "partial", 12000)
