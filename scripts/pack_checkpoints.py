@@ -38,6 +38,21 @@ def _milestone_prefixes(directory: str, keep_every: int) -> list[str]:
             and _iteration(n) % keep_every == 0]
 
 
+def _packed_path(directory: str, destination_root: str, logs_root: str) -> str:
+    """Where ``directory`` is packed: logs/X as checkpoints/X (else relative to the root)."""
+    relative = os.path.relpath(directory, logs_root)
+    if relative.startswith(".."):
+        relative = os.path.relpath(directory, ROOT)
+    if relative.startswith(".."):
+        raise ValueError(f"{directory} is neither below {logs_root} nor below {ROOT}")
+    return os.path.join(destination_root, relative)
+
+
+def _is_result(name: str) -> bool:
+    """Test results and TensorBoard event files: what status and plots read back."""
+    return name.endswith((".csv", ".pkl")) or name.startswith("events.out.tfevents.")
+
+
 def pack_directory(directory: str, destination_root: str, keep_every: int = 10000,
                    logs_root: str = os.path.join(ROOT, "logs")) -> list[str]:
     """Packs ``directory`` if it holds checkpoints; returns the files written.
@@ -48,12 +63,7 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     latest = tf.train.latest_checkpoint(directory)
     if latest is None:
         return []
-    relative = os.path.relpath(directory, logs_root)  # logs/X is packed as checkpoints/X
-    if relative.startswith(".."):
-        relative = os.path.relpath(directory, ROOT)
-    if relative.startswith(".."):
-        raise ValueError(f"{directory} is neither below {logs_root} nor below {ROOT}")
-    target = os.path.join(destination_root, relative)
+    target = _packed_path(directory, destination_root, logs_root)
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.makedirs(target)
@@ -61,8 +71,7 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     prefix = os.path.basename(latest)
     kept = [prefix] + [p for p in _milestone_prefixes(directory, keep_every) if p != prefix]
     for name in os.listdir(directory):
-        if (any(name.startswith(p + ".") for p in kept) or name.endswith((".csv", ".pkl"))
-                or name.startswith("events.out.tfevents.")):
+        if any(name.startswith(p + ".") for p in kept) or _is_result(name):
             shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
             written.append(os.path.join(target, name))
     if os.path.isdir(os.path.join(directory, "milestones")):
@@ -84,15 +93,11 @@ def pack_run_results(directory: str, destination_root: str,
                   if os.path.isdir(os.path.join(directory, d))]
     if not any(tf.train.latest_checkpoint(d) for d in subfolders):
         return []
-    relative = os.path.relpath(directory, logs_root)
-    if relative.startswith(".."):
-        relative = os.path.relpath(directory, ROOT)
-    target = os.path.join(destination_root, relative)
+    target = _packed_path(directory, destination_root, logs_root)
     os.makedirs(target, exist_ok=True)
     written = []
     for name in os.listdir(directory):
-        if (name.endswith((".csv", ".pkl")) or name == "config.json"
-                or name.startswith("events.out.tfevents.")):
+        if _is_result(name) or name == "config.json":
             shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
             written.append(os.path.join(target, name))
     return written
