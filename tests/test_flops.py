@@ -19,6 +19,17 @@ def test_graph_flops_counts_products_and_convolutions_by_hand():
     assert total == sum(per_type.values())
 
 
+def test_batched_products_count_the_contracted_length_with_adjoints():
+    """x^T dy (a batched dense layer's weight gradient) contracts over the 10 rows, not the
+    40 columns: TensorFlow's own registered count gets this wrong."""
+    def fn(x, dy, w):
+        return (tf.linalg.matmul(x, dy, adjoint_a=True),      # [3, 40, 8], contracted 10
+                tf.linalg.matmul(dy, w, adjoint_b=True))      # [3, 10, 40], contracted 8
+    args = (tf.ones((3, 10, 40)), tf.ones((3, 10, 8)), tf.ones((3, 40, 8)))
+    _, per_type = graph_flops(tf.function(fn).get_concrete_function(*args).graph)
+    assert per_type["BatchMatMulV2"] == 2 * 3 * 40 * 8 * 10 + 2 * 3 * 10 * 40 * 8
+
+
 def test_second_order_meta_iteration_costs_more_than_first_order():
     """The second-order terms are in the traced graph: more FLOPs, and at least the forward
     products of the query pass (tasks x points x the hidden layers' multiply-adds)."""
