@@ -81,6 +81,10 @@ flags.DEFINE_integer("intra_op_threads", -1, "threads per TensorFlow kernel (spe
                      "results are the same). -1: 1 for the sinusoid (its kernels are too "
                      "small to share), TensorFlow's default elsewhere; 0: TensorFlow's default "
                      "(one per core); N: N.")
+flags.DEFINE_integer("task_groups", -1, "compute the meta-batch's tasks in this many "
+                     "independent groups, side by side on the CPU's cores (speed only; results "
+                     "are the same up to float rounding). -1: two per core for conv nets on "
+                     "CPU (with --intra_op_threads 1), 1 elsewhere; 1: one computation.")
 flags.DEFINE_string("export_dir", "", "if set, export the trained (train mode) or restored "
                     "(test mode) meta-learner as a SavedModel to this directory.")
 flags.DEFINE_integer("export_num_updates", -1, "inner steps performed inside the exported "
@@ -139,6 +143,8 @@ flags.register_validator("steps_per_call", lambda v: v is not None and v >= 0,
 flags.register_validator("intra_op_threads", lambda v: v is not None and v >= -1,
                          message="--intra_op_threads must be -1 (automatic), 0 (TensorFlow's "
                                  "default) or a positive integer")
+flags.register_validator("task_groups", lambda v: v is not None and (v == -1 or v >= 1),
+                         message="--task_groups must be -1 (automatic) or a positive integer")
 flags.register_validator("checkpoint_interval", lambda v: v is not None and v >= 1,
                          message="--checkpoint_interval must be a positive integer")
 flags.register_validator("checkpoint_minutes", lambda v: math.isfinite(v) and v >= 0,
@@ -277,6 +283,7 @@ def config_from_flags():
         test_set=FLAGS.test_set, train_update_batch_size=FLAGS.train_update_batch_size,
         train_update_lr=FLAGS.train_update_lr, seed=FLAGS.seed, xla=FLAGS.xla,
         steps_per_call=FLAGS.steps_per_call, intra_op_threads=FLAGS.intra_op_threads,
+        task_groups=FLAGS.task_groups,
         export_dir=FLAGS.export_dir, export_num_updates=FLAGS.export_num_updates,
         omniglot_folder=FLAGS.omniglot_folder, miniimagenet_folder=FLAGS.miniimagenet_folder,
         num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size,

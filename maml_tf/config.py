@@ -6,6 +6,7 @@ It also derives what the original computed inside ``main()``: the experiment dir
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 
@@ -41,6 +42,7 @@ class ExperimentConfig:
     xla: str = "auto"
     steps_per_call: int = 0  # iterations per tf.function call; 0: see steps_per_execution
     intra_op_threads: int = -1  # -1: see intra_op_parallelism; 0: TensorFlow's default
+    task_groups: int = -1  # -1: see task_group_count; 1: the meta-batch as one computation
     export_dir: str = ""
     export_num_updates: int = -1
     omniglot_folder: str = "./data/omniglot_resized"
@@ -118,7 +120,28 @@ class ExperimentConfig:
         """
         if self.intra_op_threads >= 0:
             return self.intra_op_threads
-        return 1 if self.datasource == "sinusoid" and self.distribute == "none" else 0
+        if self.distribute != "none":
+            return 0
+        return 1 if self.datasource == "sinusoid" or self.task_group_count > 1 else 0
+
+    @property
+    def task_group_count(self) -> int:
+        """Independent groups the meta-batch's tasks are computed in (speed only).
+
+        Conv nets' kernels are small per task (Omniglot: 5 images of 28 x 28); one kernel
+        split over every core spends much of its time handing work over. Auto (-1) computes
+        the tasks in 2 groups per core, side by side, each kernel on one core
+        (``intra_op_parallelism`` 1): 25-40% less time per meta-iteration on a 2-core AVX2
+        EPYC (docs/RESULTS.md "Speed", session 10). Not for the fully connected nets (XLA
+        compiles them whole; the sinusoid already runs on one core), not with
+        ``--distribute`` (the replicas split the batch already). It assumes a CPU: on a GPU
+        pass ``--task_groups=1``.
+        """
+        if self.task_groups >= 1:
+            return self.task_groups
+        if self.distribute != "none" or not self.conv or self.datasource == "sinusoid":
+            return 1
+        return min(self.meta_batch_size, 2 * len(os.sched_getaffinity(0)))
 
     @property
     def use_xla(self) -> bool:

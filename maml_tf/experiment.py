@@ -72,7 +72,8 @@ def build_learner(cfg: ExperimentConfig, sources: ModelShape,
     if strategy is None:
         model = build_model(cfg, sources)
         return MetaLearner(model, inner_loop_spec(cfg), meta_lr=cfg.meta_lr,
-                           clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla)
+                           clip_value=cfg.clip_meta_gradients, jit_compile=cfg.use_xla,
+                           task_groups=cfg.task_group_count)
     with strategy.scope():
         model = build_model(cfg, sources)
         return distribute.MirroredMetaLearner(

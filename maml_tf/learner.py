@@ -38,10 +38,14 @@ class MetaLearner:
     """
 
     def __init__(self, model, spec: InnerLoopSpec, meta_lr: float = 0.001,
-                 clip_value: Optional[float] = None, jit_compile: bool = False):
+                 clip_value: Optional[float] = None, jit_compile: bool = False,
+                 task_groups: int = 1):
         self.model = model
         self.spec = spec
         self.clip_value = clip_value
+        # Independent groups of tasks for the meta-gradient and evaluation (speed only:
+        # maml.over_task_groups); 1 computes the whole meta-batch as one.
+        self.task_groups = task_groups
         self.optimizer = keras.optimizers.Adam(learning_rate=meta_lr)
         self.optimizer.build(model.trainable_variables)
         self._meta_grads = tf.function(self._meta_grads_impl, jit_compile=jit_compile)
@@ -58,10 +62,11 @@ class MetaLearner:
     # -- traced bodies ----------------------------------------------------------------------
     def _meta_grads_impl(self, inputa, labela, inputb, labelb):
         return maml.meta_gradients(self.model, (inputa, labela, inputb, labelb), self.spec,
-                                   self.clip_value)
+                                   self.clip_value, self.task_groups)
 
     def _pretrain_grads_impl(self, inputa, labela):
-        return maml.pretrain_gradients(self.model, (inputa, labela), self.spec, self.clip_value)
+        return maml.pretrain_gradients(self.model, (inputa, labela), self.spec, self.clip_value,
+                                       self.task_groups)
 
     def _apply_if_finite(self, grads, metrics):
         checks = [tf.reduce_all(tf.math.is_finite(t)) for t in list(grads) + list(metrics.values())
@@ -137,8 +142,9 @@ class MetaLearner:
         """Per-task values before and after each of ``num_steps`` steps, as numpy arrays."""
         if num_steps not in self._evaluate:
             def body(inputa, labela, inputb, labelb, steps=num_steps):
-                return maml.evaluate_adaptation(
-                    self.model, (inputa, labela, inputb, labelb), self.spec, steps)
+                return maml.over_task_groups(
+                    lambda part: maml.evaluate_adaptation(self.model, part, self.spec, steps),
+                    (inputa, labela, inputb, labelb), self.task_groups)
             self._evaluate[num_steps] = tf.function(body, jit_compile=self._jit_compile)
         result = self._evaluate[num_steps](*_as_tensors(batch, self.model.dtype))
         return {k: v.numpy() for k, v in result.items()}

@@ -84,12 +84,42 @@ def adapt(model, params, shared, inputa, labela, spec: InnerLoopSpec, num_steps:
     return trajectory, pre_losses, pre_predictions
 
 
-def meta_objective(model, batch, spec: InnerLoopSpec):
-    """Forward pass of one meta-training step.
+def split_tasks(batch, task_groups: int) -> list:
+    """``batch`` (tensors with a leading task axis) cut into ``task_groups`` consecutive
+    groups of tasks, as even as possible; one group when the task count is not static.
 
-    Returns (meta_loss, metrics) where meta_loss is the mean over tasks of the query loss
-    after ``spec.num_updates`` inner steps. Must run under the caller's outer GradientTape.
+    Example::
+
+        split_tasks((inputa, labela), 3)   # 8 tasks -> groups of 3, 3 and 2
     """
+    num_tasks = batch[0].shape[0]
+    if task_groups <= 1 or num_tasks is None or num_tasks < 2:
+        return [tuple(batch)]
+    groups = min(task_groups, num_tasks)
+    sizes = [num_tasks // groups + (1 if g < num_tasks % groups else 0) for g in range(groups)]
+    return list(zip(*(tf.split(x, sizes, axis=0) for x in batch)))
+
+
+def over_task_groups(per_task_fn, batch, task_groups: int = 1) -> dict:
+    """``per_task_fn(sub_batch)`` (a dict of tensors with a leading task axis) on each group
+    of :func:`split_tasks`, the results concatenated back in task order.
+
+    Why: tasks never interact, so the groups are independent computations that TensorFlow's
+    executor runs side by side (one per inter-op thread). On a CPU, small convolutions split
+    poorly over cores inside one kernel; several groups of tasks, each kernel on one core, keep
+    every core busy (docs/RESULTS.md "Speed", session 10). The values are the ungrouped
+    ones (up to float rounding): only the order of the work changes.
+    """
+    parts = [per_task_fn(part) for part in split_tasks(batch, task_groups)]
+    if len(parts) == 1:
+        return parts[0]
+    return {name: tf.concat([part[name] for part in parts], axis=0) for name in parts[0]}
+
+
+def task_objectives(model, batch, spec: InnerLoopSpec) -> dict:
+    """Per-task values [T] of one meta-training step: the query loss after
+    ``spec.num_updates`` inner steps (``post_loss``, the meta-objective's terms), the support
+    loss before adaptation (``pre_loss``) and, for classification, both accuracies."""
     inputa, labela, inputb, labelb = batch
     num_tasks = tf.shape(inputa)[0]
     params = model.tiled_parameters(num_tasks)
@@ -97,24 +127,39 @@ def meta_objective(model, batch, spec: InnerLoopSpec):
     trajectory, pre_losses, predictions_a = adapt(
         model, params, shared, inputa, labela, spec, spec.num_updates)
     predictions_b = model.forward(inputb, params=trajectory[-1], shared=shared)
-    post_losses = task_losses(predictions_b, labelb, spec)
-    meta_loss = tf.reduce_mean(post_losses)
-    metrics = {"pre_loss": tf.reduce_mean(pre_losses), "post_loss": meta_loss}
+    values = {"pre_loss": pre_losses, "post_loss": task_losses(predictions_b, labelb, spec)}
     if spec.classification:
-        metrics["pre_accuracy"] = tf.reduce_mean(task_accuracies(predictions_a, labela))
-        metrics["post_accuracy"] = tf.reduce_mean(task_accuracies(predictions_b, labelb))
-    return meta_loss, metrics
+        values["pre_accuracy"] = task_accuracies(predictions_a, labela)
+        values["post_accuracy"] = task_accuracies(predictions_b, labelb)
+    return values
 
 
-def meta_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float] = None):
+def meta_objective(model, batch, spec: InnerLoopSpec, task_groups: int = 1):
+    """Forward pass of one meta-training step.
+
+    Returns (meta_loss, metrics) where meta_loss is the mean over tasks of the query loss
+    after ``spec.num_updates`` inner steps and each metric the mean over tasks of
+    :func:`task_objectives`' values. ``task_groups`` > 1 computes groups of tasks as
+    independent computations (:func:`over_task_groups`): the same values, faster on CPUs.
+    Must run under the caller's outer GradientTape.
+    """
+    values = over_task_groups(lambda part: task_objectives(model, part, spec), batch,
+                              task_groups)
+    metrics = {name: tf.reduce_mean(value) for name, value in values.items()}
+    return metrics["post_loss"], metrics
+
+
+def meta_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float] = None,
+                   task_groups: int = 1):
     """Meta-gradients of the query loss with respect to ``model.trainable_variables``.
 
     A pure function of (weights, task batch): the unit a distribution strategy would run per
-    replica. ``clip_value`` clips element-wise to [-clip, clip] (MiniImagenet: 10).
+    replica. ``clip_value`` clips element-wise to [-clip, clip] (MiniImagenet: 10);
+    ``task_groups``: see :func:`meta_objective`.
     """
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
-        meta_loss, metrics = meta_objective(model, batch, spec)
+        meta_loss, metrics = meta_objective(model, batch, spec, task_groups)
     return clip_gradients(tape.gradient(meta_loss, variables), clip_value), metrics
 
 
@@ -125,18 +170,23 @@ def clip_gradients(grads, clip_value: Optional[float]):
     return [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
 
 
-def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float] = None):
-    """The pretraining baseline: gradients of the support loss with no inner loop."""
-    inputa, labela = batch[0], batch[1]
+def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float] = None,
+                       task_groups: int = 1):
+    """The pretraining baseline: gradients of the support loss with no inner loop
+    (``task_groups``: see :func:`meta_objective`)."""
+    def support_values(part):
+        inputa, labela = part
+        predictions = model.forward(inputa, params=model.tiled_parameters(tf.shape(inputa)[0]))
+        values = {"pre_loss": task_losses(predictions, labela, spec)}
+        if spec.classification:
+            values["pre_accuracy"] = task_accuracies(predictions, labela)
+        return values
+
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
-        params = model.tiled_parameters(tf.shape(inputa)[0])
-        predictions = model.forward(inputa, params=params)
-        loss = tf.reduce_mean(task_losses(predictions, labela, spec))
-    grads = clip_gradients(tape.gradient(loss, variables), clip_value)
-    metrics = {"pre_loss": loss}
-    if spec.classification:
-        metrics["pre_accuracy"] = tf.reduce_mean(task_accuracies(predictions, labela))
+        values = over_task_groups(support_values, tuple(batch[:2]), task_groups)
+        metrics = {name: tf.reduce_mean(value) for name, value in values.items()}
+    grads = clip_gradients(tape.gradient(metrics["pre_loss"], variables), clip_value)
     return grads, metrics
 
 

@@ -27,6 +27,7 @@ import maml_tf  # noqa: E402,F401  (oneDNN on, quiet logs: before TensorFlow loa
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from maml_tf.config import ExperimentConfig  # noqa: E402
 from maml_tf.flops import meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
@@ -71,6 +72,15 @@ def _config(preset_name: str) -> tuple:
 CONFIGS = {name: _config(preset) for name, preset in PRESETS.items()}
 
 
+def task_groups_of(name: str, requested: int) -> int:
+    """The task groups a training run of configuration ``name`` uses for ``--task_groups``
+    = ``requested`` (-1: main.py's automatic choice, ``ExperimentConfig.task_group_count``)."""
+    flags = EXPERIMENTS[PRESETS[name]].flags
+    return ExperimentConfig(datasource=flags["datasource"], conv=flags.get("conv", True),
+                            meta_batch_size=CONFIGS[name][1],
+                            task_groups=requested).task_group_count
+
+
 def synthetic_batch(model, tasks, n, k, q, rng):
     def part(per_class):
         x = rng.uniform(size=(tasks, n * per_class, model.dim_input)).astype(np.float32)
@@ -83,7 +93,8 @@ def synthetic_batch(model, tasks, n, k, q, rng):
     return tuple(tf.constant(v) for v in (xa, ya, xb, yb))
 
 
-def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", per_call=1):
+def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", per_call=1,
+                task_groups=1):
     """(median ms per meta-iteration, first call s, conv path, FLOPs per meta-iteration);
     with ``per_call`` > 1, iterations run ``per_call`` at a time through
     ``meta_train_steps`` (as the trainer's ``--steps_per_call``) and the median of the calls
@@ -94,7 +105,8 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", pe
     spec = InnerLoopSpec(lr, steps, classification=n > 1, update_batch_size=k,
                          first_order=first_order)
     learner = MetaLearner(model, spec, jit_compile=xla,
-                          clip_value=10.0 if "miniimagenet" in name else None)
+                          clip_value=10.0 if "miniimagenet" in name else None,
+                          task_groups=task_groups)
     rng = np.random.default_rng(0)
     flops = meta_iteration_flops(learner, synthetic_batch(model, tasks, n, k, q, rng))[0]
     if per_call > 1:
@@ -141,6 +153,10 @@ def main():
                              "--intra_op_threads: 1 for the sinusoid, whose rows then run in "
                              "a child process when conv nets are timed too; TensorFlow's "
                              "default for conv nets); 0 TensorFlow's default; N")
+    parser.add_argument("--task_groups", type=int, default=-1,
+                        help="independent groups of tasks per meta-batch: -1 as training runs "
+                             "(main.py's --task_groups: two per core for conv nets, with one "
+                             "thread per kernel), 1 the whole batch as one computation; N")
     parser.add_argument("--ceiling_gflops", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--rows_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,6 +164,8 @@ def main():
         parser.error(f"--peak_gflops must be >= 0, got {args.peak_gflops}")
     if args.intra_op_threads < -1:
         parser.error(f"--intra_op_threads must be >= -1, got {args.intra_op_threads}")
+    if args.task_groups < -1 or args.task_groups == 0:
+        parser.error(f"--task_groups must be -1 or >= 1, got {args.task_groups}")
     names = [n for n in CONFIGS if not args.only or n in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(CONFIGS) if args.only else set()
     if unknown:
@@ -156,10 +174,16 @@ def main():
     impls = tuple(args.conv_impl.replace("both", "grouped,per_task").split(","))
     if set(impls) - set(CONV_IMPLS):
         parser.error(f"--conv_impl: unknown path(s) {sorted(set(impls) - set(CONV_IMPLS))}")
-    sinusoid_apart = args.intra_op_threads == -1 and "sinusoid" in names and len(names) > 1
+    groups = {name: task_groups_of(name, args.task_groups) for name in names}
+    # As main.py's --intra_op_threads -1: one thread per kernel for the sinusoid and for
+    # task groups; the sinusoid's rows run in a child process when the others differ.
+    wanted = {name: 1 if name == "sinusoid" or groups[name] > 1 else 0 for name in names}
+    conv_threads = {wanted[name] for name in names if name != "sinusoid"}
+    sinusoid_apart = (args.intra_op_threads == -1 and "sinusoid" in names
+                      and conv_threads == {0})
     threads = args.intra_op_threads
     if threads == -1:
-        threads = 1 if names == ["sinusoid"] else 0
+        threads = 1 if names == ["sinusoid"] else max(conv_threads)
     set_intra_op_threads(threads)  # before TensorFlow's first op
     if args.ceiling_gflops:
         ceiling = {"matmul": args.ceiling_gflops}
@@ -172,22 +196,25 @@ def main():
               f"load average {os.getloadavg()[0]:.2f}; intra-op threads "
               f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
               f"{' (the sinusoid: 1)' if sinusoid_apart else ''}")
-        print(f"measured float32 ceiling: matrix product {ceiling['matmul']:.1f} GFLOP/s, "
-              f"3x3 convolution {ceiling['conv']:.1f} GFLOP/s (maml_tf.flops)")
+        source = (f", 3x3 convolution {ceiling['conv']:.1f} GFLOP/s (measured: maml_tf.flops)"
+                  if "conv" in ceiling else " (given: --ceiling_gflops)")
+        print(f"float32 ceiling: matrix product {ceiling['matmul']:.1f} GFLOP/s{source}")
     peaks = [("matmul", ceiling["matmul"])] + ([("peak", args.peak_gflops)]
                                                if args.peak_gflops else [])
     fractions = " | ".join(f"SO / FO % of {label}" for label, _ in peaks)
     if not args.rows_only:
-        print("| configuration | conv path | XLA | steps per call | second-order ms | "
+        print("| configuration | conv path | task groups | XLA | steps per call | "
+              "second-order ms | "
               "first-order ms | FO speed-up | first call s (SO) | GFLOP SO / FO | "
               f"{fractions} |")
-        print("|---|---|---|---|---|---|---|---|---|" + "---|" * len(peaks), flush=True)
+        print("|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(peaks), flush=True)
     if sinusoid_apart:
         names.remove("sinusoid")
         subprocess.run([sys.executable, os.path.abspath(__file__), "--only=sinusoid",
                         "--rows_only", f"--ceiling_gflops={ceiling['matmul']}",
                         f"--peak_gflops={args.peak_gflops}",
-                        f"--iterations={args.iterations}"], check=True)
+                        f"--iterations={args.iterations}",
+                        f"--task_groups={args.task_groups}"], check=True)
     for name in names:
         # the sinusoid: XLA off/on, one step per call and the trainer's default 100
         variants = ([(False, 1), (True, 1), (True, 100)] if name == "sinusoid"
@@ -197,13 +224,14 @@ def main():
         for impl in impls if name != "sinusoid" else ("-",):
             for xla, per_call in variants:
                 second, trace, path, so_flops = time_config(name, False, xla, iterations,
-                                                            warmup, impl, per_call)
+                                                            warmup, impl, per_call, groups[name])
                 first, _, _, fo_flops = time_config(name, True, xla, iterations, warmup, impl,
-                                                    per_call)
+                                                    per_call, groups[name])
                 shares = " | ".join(
                     f"{so_flops / second / 1e6 / gflops * 100:.1f} / "
                     f"{fo_flops / first / 1e6 / gflops * 100:.1f}" for _, gflops in peaks)
-                print(f"| {name} | {path} | {'on' if xla else 'off'} | {per_call} | "
+                print(f"| {name} | {path} | {groups[name]} | {'on' if xla else 'off'} | "
+                      f"{per_call} | "
                       f"{second:.3f} | {first:.3f} | {100 * (1 - first / second):.0f}% less "
                       f"time | {trace:.1f} | {so_flops / 1e9:.4g} / {fo_flops / 1e9:.4g} | "
                       f"{shares} |", flush=True)

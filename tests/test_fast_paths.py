@@ -88,10 +88,11 @@ def test_training_with_many_steps_per_call_matches_one_per_call(tmp_path):
                                    err_msg=name)
 
 
-def test_intra_op_threads_one_for_the_sinusoid_only_unless_given():
+def test_intra_op_threads_one_for_the_sinusoid_and_task_groups_only_unless_given():
     from maml_tf.config import ExperimentConfig
     assert ExperimentConfig(datasource="sinusoid").intra_op_parallelism == 1
-    assert ExperimentConfig(datasource="omniglot").intra_op_parallelism == 0
+    assert ExperimentConfig(datasource="omniglot", task_groups=1).intra_op_parallelism == 0
+    assert ExperimentConfig(datasource="omniglot", conv=False).intra_op_parallelism == 0
     assert ExperimentConfig(datasource="sinusoid", distribute="mirrored",
                             num_cpu_devices=2).intra_op_parallelism == 0
     assert ExperimentConfig(datasource="sinusoid", intra_op_threads=0).intra_op_parallelism == 0
