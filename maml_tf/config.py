@@ -131,7 +131,7 @@ class ExperimentConfig:
         Conv nets' kernels are small per task (Omniglot: 5 images of 28 x 28); one kernel
         split over every core spends much of its time handing work over. Auto (-1) computes
         the tasks in 2 groups per core, side by side, each kernel on one core
-        (``intra_op_parallelism`` 1): 25-40% less time per meta-iteration on a 2-core AVX2
+        (``intra_op_parallelism`` 1): 22-38% less time per meta-iteration on a 2-core AVX2
         EPYC (docs/RESULTS.md "Speed", session 10). Not for the fully connected nets (XLA
         compiles them whole; the sinusoid already runs on one core), not with
         ``--distribute`` (the replicas split the batch already). It assumes a CPU: on a GPU
