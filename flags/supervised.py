@@ -79,8 +79,8 @@ flags.DEFINE_integer("steps_per_call", 0, "meta-iterations per TensorFlow call b
                      "0: 100 for the sinusoid, 1 for image classification.")
 flags.DEFINE_integer("intra_op_threads", -1, "threads per TensorFlow kernel (speed only; "
                      "results are the same). -1: 1 for the sinusoid (its kernels are too "
-                     "small to share), TensorFlow's default elsewhere; 0: TensorFlow's default "
-                     "(one per core); N: N.")
+                     "small to share) and with --task_groups above 1, TensorFlow's default "
+                     "elsewhere; 0: TensorFlow's default (one per core); N: N.")
 flags.DEFINE_integer("task_groups", -1, "compute the meta-batch's tasks in this many "
                      "independent groups, side by side on the CPU's cores (speed only; results "
                      "are the same up to float rounding). -1: two per core for conv nets on "

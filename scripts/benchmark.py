@@ -150,9 +150,10 @@ def main():
                              "fractions of as well, e.g. 156.8 for 2 Zen 3 cores at 2.45 GHz")
     parser.add_argument("--intra_op_threads", type=int, default=-1,
                         help="threads per kernel: -1 as training runs (main.py's "
-                             "--intra_op_threads: 1 for the sinusoid, whose rows then run in "
-                             "a child process when conv nets are timed too; TensorFlow's "
-                             "default for conv nets); 0 TensorFlow's default; N")
+                             "--intra_op_threads: 1 for the sinusoid and for conv nets in "
+                             "task groups, TensorFlow's default for conv nets without; the "
+                             "sinusoid's rows run in a child process when the two differ); "
+                             "0 TensorFlow's default; N")
     parser.add_argument("--task_groups", type=int, default=-1,
                         help="independent groups of tasks per meta-batch: -1 as training runs "
                              "(main.py's --task_groups: two per core for conv nets, with one "

@@ -64,6 +64,7 @@ BAD_FLAGS = [
     (["--meta_lr=inf"], "--meta_lr must be > 0 and finite"),
     (["--meta_lr=nan"], "--meta_lr must be > 0 and finite"),
     (["--intra_op_threads=-2"], "--intra_op_threads must be -1 (automatic)"),
+    (["--task_groups=0"], "--task_groups must be -1 (automatic) or a positive integer"),
     # --distribute (maml_tf/distribute.py): refused before any work
     (["--distribute=mirrored", "--num_cpu_devices=3", "--meta_batch_size=4"],
      "--meta_batch_size=4 is not divisible by --num_cpu_devices=3"),
