@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from data_generators.factory import build_task_sources  # noqa: E402
 from maml_tf import experiment  # noqa: E402
 from maml_tf.reporting.classification import classification_runs  # noqa: E402
+from maml_tf.runtime import set_intra_op_threads  # noqa: E402
 
 
 def main():
@@ -33,13 +34,20 @@ def main():
     print("| configuration | data ms | step ms (second order) | 60,000 it | "
           "step ms (first order) | 60,000 it (FO) |")
     print("|---|---|---|---|---|---|")
-    seen = set()
+    seen, selected = set(), []
     for preset, cfg in classification_runs("logs"):
+        base = preset.label.replace(", first order", "")
+        if not (cfg.stop_grad or base in seen or args.only not in preset.label):
+            seen.add(base)
+            selected.append((preset, cfg))
+    # Threads as main.py sets them (one per kernel for conv nets in task groups); they are
+    # fixed for the process, so rows that would train with other threads say so.
+    threads = set_intra_op_threads(max(cfg.intra_op_parallelism for _, cfg in selected))
+    for preset, cfg in selected:
         label = preset.label
-        base = label.replace(", first order", "")
-        if cfg.stop_grad or base in seen or args.only not in label:
-            continue
-        seen.add(base)
+        if cfg.intra_op_parallelism != threads:
+            label += f" (timed with {threads or 'default'} threads per kernel; trains with " \
+                     f"{cfg.intra_op_parallelism or 'default'}: time it alone with --only)"
         cfg.omniglot_folder, cfg.miniimagenet_folder = args.omniglot_folder, args.miniimagenet_folder
         sources = build_task_sources(cfg)
         row = [label]
