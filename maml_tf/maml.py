@@ -116,6 +116,14 @@ def over_task_groups(per_task_fn, batch, task_groups: int = 1) -> dict:
     return {name: tf.concat([part[name] for part in parts], axis=0) for name in parts[0]}
 
 
+def _set_values(prefix: str, predictions, labels, spec: InnerLoopSpec) -> dict:
+    """Per-task ``{prefix}_loss`` and, for classification, ``{prefix}_accuracy`` on one set."""
+    values = {f"{prefix}_loss": task_losses(predictions, labels, spec)}
+    if spec.classification:
+        values[f"{prefix}_accuracy"] = task_accuracies(predictions, labels)
+    return values
+
+
 def task_objectives(model, batch, spec: InnerLoopSpec) -> dict:
     """Per-task values [T] of one meta-training step: the query loss after
     ``spec.num_updates`` inner steps (``post_loss``, the meta-objective's terms), the support
@@ -127,11 +135,10 @@ def task_objectives(model, batch, spec: InnerLoopSpec) -> dict:
     trajectory, pre_losses, predictions_a = adapt(
         model, params, shared, inputa, labela, spec, spec.num_updates)
     predictions_b = model.forward(inputb, params=trajectory[-1], shared=shared)
-    values = {"pre_loss": pre_losses, "post_loss": task_losses(predictions_b, labelb, spec)}
+    values = {"pre_loss": pre_losses}   # the inner step's own loss, not computed again
     if spec.classification:
         values["pre_accuracy"] = task_accuracies(predictions_a, labela)
-        values["post_accuracy"] = task_accuracies(predictions_b, labelb)
-    return values
+    return dict(values, **_set_values("post", predictions_b, labelb, spec))
 
 
 def meta_objective(model, batch, spec: InnerLoopSpec, task_groups: int = 1):
@@ -177,10 +184,7 @@ def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[f
     def support_values(part):
         inputa, labela = part
         predictions = model.forward(inputa, params=model.tiled_parameters(tf.shape(inputa)[0]))
-        values = {"pre_loss": task_losses(predictions, labela, spec)}
-        if spec.classification:
-            values["pre_accuracy"] = task_accuracies(predictions, labela)
-        return values
+        return _set_values("pre", predictions, labela, spec)
 
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
