@@ -1,7 +1,7 @@
 """Where the time of one meta-iteration goes: per-op profile and FLOP count (issue 10).
 
     flock /tmp/maml_heavy.lock .venv/bin/python scripts/profile_meta_step.py \
-        --config=omniglot_5way_1shot --order=2 --steps=5
+        --config=omniglot_5way_1shot --order=2 --steps=5 [--task_groups=4]
     .venv/bin/python scripts/profile_meta_step.py --config=miniimagenet_5way_1shot \
         --order=1 --flops_only
 
@@ -18,9 +18,10 @@ batch shapes) this
    step; the gap between the summed op time and the wall time is dispatch and idle time;
 3. prints the fraction of the CPU's peak reached: counted FLOPs / median step time against
    the float32 rate of a large matrix product measured in the same process
-   (``maml_tf.flops.measured_ceiling_gflops``) and against ``--peak_gflops`` (default
-   156.8: 2 Zen 3 cores x 2.45 GHz x 32 float32 FLOPs per cycle, two 256-bit FMA pipes;
-   the clock is the TSC/BogoMIPS rate, no turbo assumed).
+   (``maml_tf.flops.measured_ceiling_gflops``; in a process of its own, with every core,
+   when ``--task_groups`` > 1 runs each kernel on one thread as training does) and against
+   ``--peak_gflops`` (default 156.8: 2 Zen 3 cores x 2.45 GHz x 32 float32 FLOPs per cycle,
+   two 256-bit FMA pipes; the clock is the TSC/BogoMIPS rate, no turbo assumed).
 
 Op times are the kernel events of TensorFlow's compute threads (oneDNN kernels appear as
 ``_MklNative*``/``_Mkl*``), summed over both pool threads, so their sum can exceed the wall time
@@ -29,13 +30,16 @@ when ops run concurrently; the share column divides by the summed kernel time.
 import argparse
 import collections
 import glob
+import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import maml_tf  # noqa: E402,F401  (oneDNN on, before TensorFlow loads)
 
 import numpy as np  # noqa: E402
@@ -45,7 +49,7 @@ from maml_tf.flops import measured_ceiling_gflops, meta_iteration_flops  # noqa:
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import ConvNet, fused_batch_norm_default  # noqa: E402
-from maml_tf.runtime import machine_description  # noqa: E402
+from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E402
 
 # The conv configurations of scripts/benchmark.py:
 # name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, clip)
@@ -72,13 +76,13 @@ def synthetic_batch(model, tasks, n, k, q, seed=0):
     return tuple(tf.constant(v) for v in (xa, ya, xb, yb))
 
 
-def build(config, first_order, conv_impl="auto"):
+def build(config, first_order, conv_impl="auto", task_groups=1):
     factory, tasks, n, k, q, lr, steps, clip = CONFIGS[config]
     tf.keras.utils.set_random_seed(0)
     model = factory(conv_impl, first_order)   # batch norm as main.py builds it
     spec = InnerLoopSpec(lr, steps, classification=True, update_batch_size=k,
                          first_order=first_order)
-    learner = MetaLearner(model, spec, clip_value=clip)
+    learner = MetaLearner(model, spec, clip_value=clip, task_groups=task_groups)
     return model, learner, synthetic_batch(model, tasks, n, k, q)
 
 
@@ -133,13 +137,22 @@ def main():
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--flops_only", action="store_true")
     parser.add_argument("--peak_gflops", type=float, default=156.8)
+    parser.add_argument("--task_groups", type=int, default=1,
+                        help="as main.py's --task_groups (> 1: each kernel on one thread, "
+                             "as training runs them)")
     args = parser.parse_args()
+    if args.task_groups < 1:
+        parser.error(f"--task_groups must be >= 1, got {args.task_groups}")
+    if args.task_groups > 1:
+        set_intra_op_threads(1)  # before TensorFlow's first op, as main.py does with groups
     print(f"TensorFlow {tf.__version__}; {machine_description()}; "
           f"load average {os.getloadavg()[0]:.2f}")
-    model, learner, batch = build(args.config, args.order == 1, args.conv_impl)
+    model, learner, batch = build(args.config, args.order == 1, args.conv_impl,
+                                  args.task_groups)
     total, flops_per_type = meta_iteration_flops(learner, batch)
     print(f"\n{args.config}, {'first' if args.order == 1 else 'second'} order, "
-          f"conv path {model.conv_impl}: {total / 1e9:.3f} GFLOP per meta-iteration "
+          f"conv path {model.conv_impl}, {args.task_groups} task group(s): "
+          f"{total / 1e9:.3f} GFLOP per meta-iteration "
           "(TensorFlow's count)")
     for name, value in sorted(flops_per_type.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {name:<28}{value / 1e9:9.3f} GFLOP  {100 * value / max(total, 1):5.1f}%")
@@ -153,7 +166,14 @@ def main():
           f"{wall_ms:.0f} ms wall); summed kernel time {busy:.0f} ms "
           f"= {busy / wall_ms:.2f} busy threads on average")
     achieved = total / 1e9 / (median_ms / 1000)
-    matmul = measured_ceiling_gflops()["matmul"]
+    if args.task_groups > 1:
+        # One thread per kernel here: the ceiling of every core comes from a process of its
+        # own, as scripts/benchmark.py measures it.
+        matmul = json.loads(subprocess.run(
+            [sys.executable, "-m", "maml_tf.flops"], capture_output=True, text=True,
+            check=True, cwd=ROOT).stdout.strip().splitlines()[-1])["matmul"]
+    else:
+        matmul = measured_ceiling_gflops()["matmul"]
     print(f"achieved {achieved:.1f} GFLOP/s = {100 * achieved / args.peak_gflops:.1f}% of "
           f"{args.peak_gflops} GFLOP/s peak, {100 * achieved / matmul:.1f}% of the "
           f"{matmul:.1f} GFLOP/s a large matrix product reaches here")
