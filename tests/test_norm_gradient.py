@@ -1,7 +1,9 @@
 """Batch norm's hand-written backward (maml_tf.norm.batch_norm_over) is the exact derivative.
 
 It replaces autodiff of the moments for speed (issue 10); second-order MAML differentiates it
-once more, so both its first and second derivatives are held to autodiff, in float64.
+once more, through a derivative that is written out as well, so both its first and second
+derivatives are held to autodiff, in float64, eagerly and in a traced function (training's
+mode).
 """
 import numpy as np
 import pytest
@@ -15,17 +17,18 @@ def _autodiff_batch_norm(x, offset, axes):
     return (x - mean) * tf.math.rsqrt(variance + norm_lib.BATCH_NORM_EPSILON) + offset
 
 
+@pytest.mark.parametrize("traced", [False, True])
 @pytest.mark.parametrize("shape,axes", [((3, 4, 5), (1,)),               # dense [T, N, C]
                                         ((2, 3, 4, 4, 5), (1, 2, 3)),    # conv [T, B, H, W, C]
                                         ((3, 4, 4, 6), (0, 1, 2))])      # folded [B, H, W, T*C]
-def test_hand_written_batch_norm_gradient_equals_autodiff_to_second_order(shape, axes):
+def test_hand_written_batch_norm_gradient_equals_autodiff_to_second_order(shape, axes, traced):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=shape) * 3 + 1)
     offset = tf.constant(rng.normal(size=shape[-1:]))
     weights = tf.constant(rng.normal(size=shape))  # a non-symmetric loss
     direction = tf.constant(rng.normal(size=shape))
-    results = []
-    for fn in (norm_lib.batch_norm_over, _autodiff_batch_norm):
+
+    def derivatives(fn):
         with tf.GradientTape(persistent=True) as outer:
             outer.watch([x, offset])
             with tf.GradientTape() as inner:
@@ -34,7 +37,9 @@ def test_hand_written_batch_norm_gradient_equals_autodiff_to_second_order(shape,
             dx, doffset = inner.gradient(loss, [x, offset])
             # a second-order quantity like MAML's: the gradient of a function of gradients
             meta = tf.reduce_sum(dx * direction) + tf.reduce_sum(tf.square(doffset))
-        results.append([dx, doffset, *outer.gradient(meta, [x, offset])])
+        return [dx, doffset, *outer.gradient(meta, [x, offset])]
+    results = [(tf.function(derivatives) if traced else derivatives)(fn)
+               for fn in (norm_lib.batch_norm_over, _autodiff_batch_norm)]
     for fast, plain in zip(*results):
         assert float(tf.reduce_max(tf.abs(plain))) > 1e-3  # a real derivative, not zeros
         np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-10, atol=1e-12)
