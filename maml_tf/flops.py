@@ -112,5 +112,18 @@ def measured_ceiling_gflops(repeats: int = 10) -> dict:
             "conv": conv_flops / _fastest_seconds(conv, (images, kernel), repeats) / 1e9}
 
 
+def ceiling_in_own_process() -> dict:
+    """:func:`measured_ceiling_gflops` in a fresh ``python -m maml_tf.flops`` process: every
+    core, whatever the calling process's thread setting (a benchmark running kernels on one
+    thread would otherwise measure a one-core ceiling)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    output = subprocess.run([sys.executable, "-m", "maml_tf.flops"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 if __name__ == "__main__":  # ``python -m maml_tf.flops``: the ceiling as one JSON line
     print(json.dumps(measured_ceiling_gflops()))

@@ -14,7 +14,6 @@ measured in the same sitting, in a process of its own with every core (and of a 
 peak given with ``--peak_gflops``).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from maml_tf.config import ExperimentConfig  # noqa: E402
-from maml_tf.flops import meta_iteration_flops  # noqa: E402
+from maml_tf.flops import ceiling_in_own_process, meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
@@ -189,9 +188,7 @@ def main():
     if args.ceiling_gflops:
         ceiling = {"matmul": args.ceiling_gflops}
     else:  # in its own process: with every core, whatever this one's thread setting
-        ceiling = json.loads(subprocess.run(
-            [sys.executable, "-m", "maml_tf.flops"], cwd=ROOT, check=True,
-            capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        ceiling = ceiling_in_own_process()
     if not args.rows_only:
         print(f"TensorFlow {tf.__version__}; {machine_description()}; "
               f"load average {os.getloadavg()[0]:.2f}; intra-op threads "

@@ -30,22 +30,20 @@ when ops run concurrently; the share column divides by the summed kernel time.
 import argparse
 import collections
 import glob
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import maml_tf  # noqa: E402,F401  (oneDNN on, before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from maml_tf.flops import measured_ceiling_gflops, meta_iteration_flops  # noqa: E402
+from maml_tf.flops import (ceiling_in_own_process, measured_ceiling_gflops,  # noqa: E402
+                           meta_iteration_flops)
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
 from maml_tf.models import ConvNet, fused_batch_norm_default  # noqa: E402
@@ -166,14 +164,10 @@ def main():
           f"{wall_ms:.0f} ms wall); summed kernel time {busy:.0f} ms "
           f"= {busy / wall_ms:.2f} busy threads on average")
     achieved = total / 1e9 / (median_ms / 1000)
-    if args.task_groups > 1:
-        # One thread per kernel here: the ceiling of every core comes from a process of its
-        # own, as scripts/benchmark.py measures it.
-        matmul = json.loads(subprocess.run(
-            [sys.executable, "-m", "maml_tf.flops"], capture_output=True, text=True,
-            check=True, cwd=ROOT).stdout.strip().splitlines()[-1])["matmul"]
-    else:
-        matmul = measured_ceiling_gflops()["matmul"]
+    # One thread per kernel with task groups: then the ceiling of every core comes from a
+    # process of its own, as scripts/benchmark.py measures it.
+    matmul = (ceiling_in_own_process() if args.task_groups > 1
+              else measured_ceiling_gflops())["matmul"]
     print(f"achieved {achieved:.1f} GFLOP/s = {100 * achieved / args.peak_gflops:.1f}% of "
           f"{args.peak_gflops} GFLOP/s peak, {100 * achieved / matmul:.1f}% of the "
           f"{matmul:.1f} GFLOP/s a large matrix product reaches here")
