@@ -79,7 +79,10 @@ def gradient_update(loss_fn: Callable, params: Params, step_size: StepSize,
         tape.watch([params[name] for name in names])
         output = loss_fn(params)
         total = tf.reduce_sum(output[0] if has_aux else output)
-    grads = tape.gradient(total, [params[name] for name in names])
+    # ZERO: a parameter the loss does not use (a bias before batch norm,
+    # maml_tf.norm.cancels_bias) keeps its value instead of breaking the step.
+    grads = tape.gradient(total, [params[name] for name in names],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
     if first_order:
         grads = [tf.stop_gradient(grad) for grad in grads]
     fast = {name: params[name] - step_size * grad for name, grad in zip(names, grads)}

@@ -167,7 +167,15 @@ def meta_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[float
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         meta_loss, metrics = meta_objective(model, batch, spec, task_groups)
-    return clip_gradients(tape.gradient(meta_loss, variables), clip_value), metrics
+    return clip_gradients(_gradients(tape, meta_loss, variables), clip_value), metrics
+
+
+def _gradients(tape, target, variables) -> list:
+    """``tape.gradient``, with zeros (not None) for a variable the target does not use (a
+    bias before batch norm, :func:`maml_tf.norm.cancels_bias`): the optimizer then treats
+    every weight alike. (Keras 3 variables do not take ``unconnected_gradients=ZERO``.)"""
+    return [tf.zeros_like(variable.value) if grad is None else grad
+            for grad, variable in zip(tape.gradient(target, variables), variables)]
 
 
 def clip_gradients(grads, clip_value: Optional[float]):
@@ -190,7 +198,7 @@ def pretrain_gradients(model, batch, spec: InnerLoopSpec, clip_value: Optional[f
     with tf.GradientTape() as tape:
         values = over_task_groups(support_values, tuple(batch[:2]), task_groups)
         metrics = {name: tf.reduce_mean(value) for name, value in values.items()}
-    grads = clip_gradients(tape.gradient(metrics["pre_loss"], variables), clip_value)
+    grads = clip_gradients(_gradients(tape, metrics["pre_loss"], variables), clip_value)
     return grads, metrics
 
 

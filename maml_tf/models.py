@@ -135,9 +135,10 @@ class MetaModel(keras.Model):
         return self.shared_parameters() if shared is None else shared
 
 
-def _dense(x, w, b):
-    """Task-batched dense layer: x [T, N, i], w [T, i, o], b [T, o]."""
-    return tf.matmul(x, w) + b[:, None, :]
+def _dense(x, w, b=None):
+    """Task-batched dense layer: x [T, N, i], w [T, i, o], b [T, o] (None: no bias)."""
+    y = tf.matmul(x, w)
+    return y if b is None else y + b[:, None, :]
 
 
 class FullyConnectedNet(MetaModel):
@@ -164,7 +165,8 @@ class FullyConnectedNet(MetaModel):
     def _forward(self, inputs, params, shared):
         hidden = inputs
         for i in range(len(self.dim_hidden)):
-            hidden = _dense(hidden, params[f"w{i + 1}"], params[f"b{i + 1}"])
+            bias = None if norm_lib.cancels_bias(self.norm) else params[f"b{i + 1}"]
+            hidden = _dense(hidden, params[f"w{i + 1}"], bias)
             hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i + 1}",
                                         self.activation)
         last = len(self.dim_hidden) + 1
@@ -295,7 +297,8 @@ def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max
                                     num_tasks * filters])
         hidden = tf.nn.conv2d(hidden, folded_kernel, strides=1 if max_pool else 2,
                               padding="SAME")
-        hidden = hidden + tf.reshape(params[f"b{i}"], [-1])
+        if not norm_lib.cancels_bias(norm):
+            hidden = hidden + tf.reshape(params[f"b{i}"], [-1])
         scope = f"norm{i}"
         if norm == "batch_norm":
             offset = tf.tile(shared[f"{scope}_offset"], [num_tasks])
@@ -328,7 +331,8 @@ def fused_batch_norm_default(max_pool: bool, first_order: bool) -> bool:
 class ConvNet(MetaModel):
     """The original's ``construct_conv_weights`` / ``forward_conv``.
 
-    Four blocks of 3x3 'SAME' convolution + bias, norm, ReLU. Without ``max_pool`` the
+    Four blocks of 3x3 'SAME' convolution + bias, norm, ReLU (the bias is left out before
+    batch norm, which cancels it: :func:`maml_tf.norm.cancels_bias`). Without ``max_pool`` the
     convolutions are strided 2x2 (Omniglot); with it they have stride 1 and are followed by a
     2x2 'VALID' max-pool (MiniImagenet). The head averages over space (Omniglot) or, with
     ``flatten_head`` (the original's ``datasource == 'miniimagenet'``), flattens; then one
@@ -419,7 +423,8 @@ class ConvNet(MetaModel):
         stride = 1 if self.max_pool else 2
         for i in range(1, 5):
             hidden = self._conv(hidden, params[f"conv{i}"], stride)
-            hidden = hidden + params[f"b{i}"][:, None, None, None, :]
+            if not norm_lib.cancels_bias(self.norm):
+                hidden = hidden + params[f"b{i}"][:, None, None, None, :]
             hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i}", self.activation)
             if self.max_pool:
                 hidden = max_pool_2x2(hidden)

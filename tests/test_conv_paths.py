@@ -94,3 +94,60 @@ def test_main_builds_the_fused_batch_norm_where_it_measured_faster():
         learner = experiment.build_learner(cfg, model_dimensions(cfg))
         assert learner.model.fused_batch_norm == (expected and available), (flags, stop_grad)
         assert learner.spec.first_order == stop_grad
+
+
+def test_a_bias_before_batch_norm_cancels_and_only_there():
+    """The premise of leaving the conv/dense bias out before batch norm (float64)."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 4, 5, 5, 3)))
+    bias, offset = tf.constant(rng.normal(size=3)), tf.constant(rng.normal(size=3))
+    assert norm_lib.cancels_bias("batch_norm")
+    np.testing.assert_allclose(norm_lib.batch_norm(x + bias, offset),
+                               norm_lib.batch_norm(x, offset), atol=1e-12)
+    assert not norm_lib.cancels_bias("layer_norm") and not norm_lib.cancels_bias("None")
+    scale = tf.ones(3, tf.float64)
+    moved = norm_lib.layer_norm(x + bias, offset, scale) - norm_lib.layer_norm(x, offset, scale)
+    assert np.abs(moved.numpy()).max() > 1e-2   # layer norm keeps it: it must be added
+
+
+@pytest.mark.parametrize("norm", ["batch_norm", "None"])
+@pytest.mark.parametrize("conv", [True, False], ids=["conv", "fc"])
+def test_cancelled_biases_get_exact_zero_gradients_and_nothing_else_changes(norm, conv):
+    """With batch norm the biases before it are left out of the forward pass: their inner
+    and meta-gradients are tensors of exact zeros (not None: the optimizer and the inner
+    step treat every weight alike), the outputs do not depend on them, and every other
+    weight still learns. Without normalisation the same biases are used."""
+    from maml_tf.models import FullyConnectedNet
+    tf.keras.utils.set_random_seed(5)
+    if conv:
+        model = ConvNet(3, img_size=8, channels=1, num_filters=3, norm=norm,
+                        conv_impl="per_task", dtype="float64")
+        hidden_biases = ["b1", "b2", "b3", "b4"]
+    else:
+        model = FullyConnectedNet(4, 3, (6, 5), norm=norm, dtype="float64")
+        hidden_biases = ["b1", "b2"]
+    rng = np.random.default_rng(5)
+    labels = tf.constant(np.tile(np.eye(3), (2, 2, 1)))
+    inputs = tf.constant(rng.uniform(size=(2, 2, 6, model.dim_input)))
+    batch = (inputs[0], labels, inputs[1], labels)
+    spec = InnerLoopSpec(update_lr=0.4, num_updates=2, classification=True,
+                         update_batch_size=2)
+    names = [v.name for v in model.trainable_variables]
+    before = model.forward(inputs[1]).numpy()
+    for name in hidden_biases:
+        model.adapted[name].assign(rng.normal(size=model.adapted[name].shape))
+    moved = np.abs(model.forward(inputs[1]).numpy() - before).max()
+    meta, _ = maml.meta_gradients(model, batch, spec)
+    pre, _ = maml.pretrain_gradients(model, batch, spec)
+    for name, grad_meta, grad_pre in zip(names, meta, pre):
+        assert grad_meta is not None and grad_pre is not None, name
+        cancelled = norm == "batch_norm" and name in hidden_biases
+        for grad in (grad_meta.numpy(), grad_pre.numpy()):
+            if cancelled:
+                assert np.all(grad == 0.0), name
+            else:
+                assert np.abs(grad).max() > 0.0, name
+    if norm == "batch_norm":
+        assert moved == 0.0
+    else:
+        assert moved > 1e-3
