@@ -21,8 +21,10 @@ overwrite the final result that ``maml_tf.compare`` reads.
 the first run that has not reached 60,000 iterations (``./run.sh NAME``), and when a run is
 complete it gives it its final 600-task test (``./run.sh NAME_test``) and its milestone
 tests, then goes on to the next run; before resuming an incomplete run it tests the
-milestones that run has passed (a milestone reached mid-session is tested when the driver
-next starts). A session therefore starts the whole campaign with one
+milestones that run has passed. A milestone reached while a run trains is tested at once: the
+driver looks for a new milestone checkpoint every minute, stops the run with SIGTERM (it saves
+and ends), tests the milestone and resumes the run (one restart per milestone, never two heavy
+jobs at once). A session therefore starts the whole campaign with one
 background command, and no milestone or final test is forgotten between sessions. SIGTERM or
 SIGINT is passed on to the running command (a training run saves its checkpoint) and the
 chain stops with that command's status; so does any failure.
@@ -208,14 +210,20 @@ def plot(started: list[dict], paper: dict, path: str):
     return path
 
 
+def untested_milestones(directory: str, every: int) -> list[int]:
+    """Checkpoints at multiples of ``every`` that have no milestone test result yet."""
+    done = {i for i, _, _ in milestone_results(directory)}
+    return [i for i in checkpoint_iterations(directory)
+            if i > 0 and i % every == 0 and i not in done]
+
+
 def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=None) -> int:
     """Tests every ``every``-th checkpoint that has no milestone result yet; 0, or the
     status of the first test that failed (the later ones are not run)."""
     runner = runner or _Forwarding()
     directory = run["directory"]
     cfg = run["cfg"]
-    done = {i for i, _, _ in milestone_results(directory)}
-    todo = [i for i in checkpoint_iterations(directory) if i % every == 0 and i not in done]
+    todo = untested_milestones(directory, every)
     if not todo:
         print(f"{run['name']}: no untested milestone (checkpoints at multiples of {every:,})")
     base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr))
@@ -247,11 +255,14 @@ class _Forwarding:
     every process of the group has ended, so the driver exits after the checkpoint is
     written; ``stopped`` says a signal arrived."""
 
-    def __init__(self):
+    def __init__(self, poll_seconds: float = 60.0):
         self.child = None
         self.stopped = None
+        self.poll_seconds = poll_seconds
 
-    def __call__(self, command: list, logroot: str) -> int:
+    def __call__(self, command: list, logroot: str, interrupt_when=None) -> int:
+        """Runs ``command`` to its end; ``interrupt_when()``, asked every ``poll_seconds``
+        while it runs, may end it early with SIGTERM (the driver's own pause, not a stop)."""
         if self.stopped is not None:
             return 128 + self.stopped
         # its own process group, not its own session: Linux schedules a session as one
@@ -259,7 +270,17 @@ class _Forwarding:
         self.child = subprocess.Popen(command, env=dict(os.environ, LOGROOT=logroot),
                                       process_group=0)
         try:
-            code = self.child.wait()
+            while True:
+                try:
+                    code = self.child.wait(timeout=self.poll_seconds if interrupt_when
+                                           else None)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.stopped is None and interrupt_when():
+                        os.killpg(self.child.pid, signal.SIGTERM)
+                        code = self.child.wait()
+                        _wait_for_group(self.child.pid)
+                        break
             if self.stopped is not None:
                 _wait_for_group(self.child.pid)
             return 128 - code if code < 0 else code
@@ -309,17 +330,29 @@ def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
     runner = runner or _Forwarding()
     for run in runs:
         directory, name = run["directory"], run["name"]
-        checkpoints = checkpoint_iterations(directory)
-        reached = checkpoints[-1] + 1 if checkpoints else 0
-        if reached < TABLE1_ITERATIONS:
-            # milestones passed in an earlier sitting are tested before training goes on,
-            # so a run that needs several more days still reports its test accuracy
+        while True:
+            checkpoints = checkpoint_iterations(directory)
+            reached = checkpoints[-1] + 1 if checkpoints else 0
+            if reached >= TABLE1_ITERATIONS:
+                break
+            # milestones passed in an earlier sitting (or just now) are tested before
+            # training goes on, so a run that needs several more days reports its accuracy
             code = run_milestones(run, logroot, every, run_sh, runner)
             if code != 0:
                 log(f"campaign: {name}'s milestone test stopped with status {code}")
                 return code
             log(f"campaign: {name} at {reached:,} of {TABLE1_ITERATIONS:,}: training")
-            code = runner([run_sh, name], logroot)
+            paused = []
+
+            def milestone_reached(directory=directory, paused=paused):
+                if untested_milestones(directory, every):
+                    paused.append(True)
+                return bool(paused)
+
+            code = runner([run_sh, name], logroot, milestone_reached)
+            if paused and code in (0, 128 + signal.SIGTERM):
+                log(f"campaign: {name} paused at a milestone checkpoint to test it")
+                continue
             if code != 0:
                 log(f"campaign: {name} stopped with status {code}; run the same command to "
                     f"go on")

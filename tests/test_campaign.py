@@ -101,12 +101,13 @@ class FakeRunSh:
     """Plays run.sh: training completes the run (or stops with ``stop_status``); a test
     writes the result files test mode writes."""
 
-    def __init__(self, runs, stop_status=None):
+    def __init__(self, runs, stop_status=None, milestones_on_the_way=()):
         self.runs = {run["name"]: run for run in runs}
         self.stop_status = stop_status
+        self.on_the_way = list(milestones_on_the_way)
         self.calls = []
 
-    def __call__(self, command, logroot):
+    def __call__(self, command, logroot, interrupt_when=None):
         _, name, *flags = command
         self.calls.append(" ".join([name, *flags]))
         if name.endswith("_test"):
@@ -117,9 +118,14 @@ class FakeRunSh:
             with open(os.path.join(directory, "test_ubs1_stepsize0.01.csv"), "w") as f:
                 f.write("update0\n0.5\n0.5\n0.5\n")
             return 0
+        directory = self.runs[name]["directory"]
+        if self.on_the_way:  # training passes a milestone; the driver's poll sees it
+            open(os.path.join(directory, f"ckpt-{self.on_the_way.pop(0)}.index"), "w").close()
+            if interrupt_when():
+                return 143  # what the trainer returns after saving on SIGTERM
         if self.stop_status is not None:
             return self.stop_status
-        open(os.path.join(self.runs[name]["directory"], "ckpt-59999.index"), "w").close()
+        open(os.path.join(directory, "ckpt-59999.index"), "w").close()
         return 0
 
 
@@ -174,6 +180,63 @@ def test_train_tests_passed_milestones_before_resuming(tmp_path):
     fake = FakeRunSh([partial], stop_status=143)
     campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, print)
     assert fake.calls == ["partial"]
+
+
+def test_train_tests_a_milestone_as_soon_as_training_passes_it(tmp_path):
+    """Training that passes 20,000 and 30,000 is paused at each (its SIGTERM save), the
+    milestone tested, training resumed: one test per milestone, never beside training."""
+    partial = _campaign_run(tmp_path, "partial", 12000)
+    fake = FakeRunSh([partial], milestones_on_the_way=(20000, 30000))
+    lines = []
+    assert campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, lines.append) == 0
+    assert fake.calls == ["partial_test --test_iter=10000", "partial",
+                          "partial_test --test_iter=20000", "partial",
+                          "partial_test --test_iter=30000", "partial", "partial_test"]
+    assert sum("paused at a milestone" in line for line in lines) == 2
+    tested = sorted(f for f in os.listdir(os.path.join(partial["directory"], "milestones"))
+                    if f.endswith(".pkl"))
+    assert tested == [f"itr{i}_test_ubs1_stepsize0.01.pkl" for i in (10000, 20000, 30000)]
+
+
+def test_an_outside_signal_is_not_taken_for_a_milestone_pause(tmp_path):
+    """SIGTERM from outside while a milestone is pending still ends the chain."""
+    partial = _campaign_run(tmp_path, "partial", 12000)
+
+    class StoppedOnTheWay(FakeRunSh):
+        def __call__(self, command, logroot, interrupt_when=None):
+            code = super().__call__(command, logroot, interrupt_when)
+            return code if command[1].endswith("_test") else 143
+
+    fake = StoppedOnTheWay([partial])
+    assert campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, print) == 143
+    assert fake.calls == ["partial_test --test_iter=10000", "partial"]
+
+
+def test_forwarding_ends_a_command_when_asked_and_waits_for_its_save(tmp_path):
+    """interrupt_when, polled while the command runs, ends it with SIGTERM; the call returns
+    after the command's save, with its status, and the runner is not marked stopped."""
+    import subprocess
+
+    marker, ready = tmp_path / "saved", tmp_path / "ready"
+    child = (f"import signal, sys, time\n"
+             f"def stop(*_):\n"
+             f"    time.sleep(0.5)\n"
+             f"    open({str(marker)!r}, 'w').close()\n"
+             f"    sys.exit(143)\n"
+             f"signal.signal(signal.SIGTERM, stop)\n"
+             f"open({str(ready)!r}, 'w').close()\n"
+             f"time.sleep(60)\n")
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/usr/bin/env bash\n{subprocess.list2cmdline([sys.executable])} "
+                      f"-c \"$CHILD\"\n")
+    script.chmod(0o755)
+    os.environ["CHILD"] = child
+    try:
+        forwarding = campaign._Forwarding(poll_seconds=0.1)
+        code = forwarding([str(script), "x"], str(tmp_path), interrupt_when=ready.exists)
+    finally:
+        del os.environ["CHILD"]
+    assert code == 143 and marker.exists() and forwarding.stopped is None
 
 
 def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
