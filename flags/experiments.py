@@ -175,6 +175,8 @@ _RL_RELEASED = {"cheetah_dir": dict(step_size=0.02),      # maml1_fbs20_mbs40_fl
 #: 8 for the ant: eight goals, 13 paths each here for the 100 shared ones).
 #: The oracles: trpo_point.py (TRPO, 1000 samples, a fresh goal every path) and the same
 #: cluster scripts with oracle=True (100 paths, a fresh goal every path: 100 one-path tasks).
+#: Plain TRPO processed the batch as one list of paths (advantage_scope="batch": one baseline
+#: fit, one centring); the cheetah's pretrained batch has one goal, where both scopes agree.
 _RL_PRETRAINED = {
     "point": dict(pretrain_optimizer="adam", n_itr=100),
     # 20 paths at once only for speed: a cheetah path never ends early, so 100 paths either way
@@ -183,14 +185,18 @@ _RL_PRETRAINED = {
     "cheetah_dir": dict(fixed_goals=True, meta_batch_size=1, fast_batch_size=100,
                         sampling="per_task", sampling_lanes=20, n_itr=1000),
     "ant_vel": dict(fixed_goals=True, meta_batch_size=8, fast_batch_size=13,
-                    sampling="per_task", sampling_lanes=1, n_itr=2000),
+                    sampling="per_task", sampling_lanes=1, n_itr=2000,
+                    advantage_scope="batch"),
     "ant_dir": dict(fixed_goals=True, meta_batch_size=8, fast_batch_size=13,
-                    sampling="per_task", sampling_lanes=1, n_itr=2000),
+                    sampling="per_task", sampling_lanes=1, n_itr=2000,
+                    advantage_scope="batch"),
 }
 _RL_ORACLE = {
-    "point": dict(meta_batch_size=10, fast_batch_size=1, sampling="total", n_itr=100),
+    "point": dict(meta_batch_size=10, fast_batch_size=1, sampling="total", n_itr=100,
+                  advantage_scope="batch"),
     **{env: dict(meta_batch_size=100, fast_batch_size=1, sampling="per_task",
-                 sampling_lanes=1, n_itr=1000 if env.startswith("cheetah") else 2000)
+                 sampling_lanes=1, n_itr=1000 if env.startswith("cheetah") else 2000,
+                 advantage_scope="batch")
        for env in ("cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir")},
 }
 _RL_METHODS = {"maml": dict(), "pretrained": dict(use_maml=False),

@@ -63,6 +63,11 @@ flags.DEFINE_boolean("fixed_goals", False, "draw the meta-batch's goals once (fr
                      "and keep them in every iteration, as plain TRPO on maml_rl's "
                      "goal-randomised environments did (reset without a goal keeps the "
                      "first one drawn); default: fresh goals every iteration")
+flags.DEFINE_enum("advantage_scope", "task", ["task", "batch"],
+                  "where the linear baseline is fitted and advantages centred: 'task' once "
+                  "per task (maml_rl's MAML), 'batch' over every path of the batch at once "
+                  "(rllab's plain TRPO: the released oracle and pretrained baselines); "
+                  "'batch' only with --use_maml=False")
 flags.DEFINE_float("step_size", 0.01, "TRPO's bound on the mean KL divergence")
 flags.DEFINE_float("discount", 0.99, "discount factor")
 flags.DEFINE_float("gae_lambda", 1.0, "GAE lambda (1.0: Monte-Carlo returns minus baseline)")
@@ -173,6 +178,11 @@ for _name in ("n_itr", "cg_iters", "max_backtracks", "checkpoint_every", "test_n
     flags.register_validator(_name, lambda v: v >= 1, message=f"--{_name} must be >= 1")
 for _name in ("num_grad_updates", "test_num_steps"):
     flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0")
+flags.register_multi_flags_validator(
+    ["advantage_scope", "use_maml"],
+    lambda f: f["advantage_scope"] != "batch" or not f["use_maml"],
+    message="--advantage_scope=batch pools the tasks' paths, which MAML's per-task inner step "
+            "cannot use: only with --use_maml=False")
 flags.register_validator("sampling_lanes", lambda v: v is None or v >= 1,
                          message="--sampling_lanes must be a positive integer")
 flags.register_validator("num_workers", lambda v: v is None or v >= 0,

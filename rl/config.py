@@ -29,6 +29,10 @@ class TrainConfig:
     #: TRPO on a goal-randomised environment reset without a goal (the released
     #: cluster_trpo_*.py pretrained baselines)
     fixed_goals: bool = False
+    #: where returns are fitted and advantages centred: "task" (maml_rl's process_samples,
+    #: once per task) or "batch" (rllab's plain TRPO: the whole batch as one list of paths,
+    #: rl.episodes.merge_tasks; use_maml=False only)
+    advantage_scope: str = "task"
     max_path_length: int = 100
     n_itr: int = 100
     discount: float = 0.99

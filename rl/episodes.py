@@ -59,6 +59,31 @@ class Episodes:
         return np.take_along_axis(flat, index, axis=1)
 
 
+def merge_tasks(episodes: Episodes) -> Episodes:
+    """The whole batch as one task: every path of every task side by side, (1, K*N, T, ...).
+
+    Why: rllab's plain TRPO (``BatchPolopt``, the released oracle and pretrained baselines)
+    processes the batch it sampled as one list of paths: one linear baseline fitted on all of
+    them (the goal, when in the observation, is one of its features) and advantages centred
+    over all of them. maml_rl's MAML fits and centres per task instead. With one path per
+    goal (the oracles' 100 fresh goals), per-task processing would fit each path's own returns
+    and centre each path to mean 0: no signal left on which paths did better.
+
+    Example::
+
+        pooled = compute_advantages(merge_tasks(batch), 0.99, 1.0)   # rllab's TRPO
+    """
+    k, n = episodes.mask.shape[:2]
+
+    def merged(array):
+        return array.reshape((1, k * n) + array.shape[2:])
+
+    return Episodes(merged(episodes.observations), merged(episodes.actions),
+                    merged(episodes.rewards), merged(episodes.mask),
+                    None if episodes.advantages is None else merged(episodes.advantages),
+                    compact=episodes.compact)
+
+
 def discounted_cumsum(values: np.ndarray, mask: np.ndarray, discount: float) -> np.ndarray:
     """sum_l discount^l * values[..., t + l] along the last axis, within masked paths."""
     out = np.zeros_like(values)

@@ -50,6 +50,7 @@ def train_config():
         num_workers=rl_flags.resolved("num_workers"),
         sampling=rl_flags.resolved("sampling"),
         sampling_lanes=rl_flags.resolved("sampling_lanes"), fixed_goals=FLAGS.fixed_goals,
+        advantage_scope=FLAGS.advantage_scope,
         distribute=FLAGS.distribute, num_cpu_devices=FLAGS.num_cpu_devices,
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
                             FLAGS.dtype, rl_flags.resolved("hidden_nonlinearity")),

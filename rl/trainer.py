@@ -30,7 +30,7 @@ from maml_tf.distribute import DistributeError, build_strategy, check_meta_batch
 from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
 from rl.envs.registry import make_env
-from rl.episodes import compute_advantages
+from rl.episodes import compute_advantages, merge_tasks
 from rl.adaptation import PolicyAdapter, to_sample_batch
 from rl.distribute import MirroredTRPO
 from rl.maml_trpo import MAMLTRPO
@@ -46,9 +46,11 @@ RUN_FILES = ("checkpoints", "best", "progress.csv", "events.out.tfevents*",
 FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "--use_maml",
                   "hidden_sizes": "--hidden_sizes", "nonlinearity": "--hidden_nonlinearity",
                   "dtype": "--dtype", "init_std": "--init_std",
-                  "pretrain_optimizer": "--pretrain_optimizer", "fixed_goals": "--fixed_goals"}
+                  "pretrain_optimizer": "--pretrain_optimizer", "fixed_goals": "--fixed_goals",
+                  "advantage_scope": "--advantage_scope"}
 # Fixed settings added after runs were recorded: a record without one means this value.
-FORMER_DEFAULTS = {"pretrain_optimizer": "trpo", "fixed_goals": False}
+FORMER_DEFAULTS = {"pretrain_optimizer": "trpo", "fixed_goals": False,
+                   "advantage_scope": "task"}
 
 
 def run_settings(cfg: TrainConfig) -> dict:
@@ -62,6 +64,7 @@ def run_settings(cfg: TrainConfig) -> dict:
             "init_std": policy.init_std, "fast_lr": trpo.fast_lr,
             "pretrain_optimizer": trpo.pretrain_optimizer if not trpo.use_maml else "trpo",
             "pretrain_lr": trpo.pretrain_lr, "fixed_goals": cfg.fixed_goals,
+            "advantage_scope": cfg.advantage_scope,
             "num_grad_updates": trpo.num_grad_updates, "step_size": trpo.step_size,
             "meta_batch_size": cfg.meta_batch_size, "fast_batch_size": cfg.fast_batch_size,
             "max_path_length": cfg.max_path_length, "n_itr": cfg.n_itr,
@@ -106,6 +109,15 @@ class Trainer:
         devices can only be configured before TensorFlow's first operation, and a meta-batch
         that does not split is refused before anything is written or sampled."""
         cfg = self.cfg
+        if cfg.advantage_scope not in ("task", "batch"):
+            raise ValueError(f"--advantage_scope must be 'task' or 'batch', got "
+                             f"{cfg.advantage_scope!r}")
+        if cfg.advantage_scope == "batch" and cfg.trpo.use_maml:
+            raise ValueError("--advantage_scope=batch pools every task's paths, which MAML's "
+                             "per-task inner step cannot use: only with --use_maml=False")
+        if cfg.advantage_scope == "batch" and cfg.distribute == "mirrored":
+            raise DistributeError("--advantage_scope=batch makes the batch one task, and "
+                                  "--distribute=mirrored splits the tasks across replicas")
         if cfg.distribute not in ("none", "mirrored"):
             raise DistributeError(f"--distribute={cfg.distribute} is not supported for RL "
                                   f"(none or mirrored)")
@@ -206,6 +218,8 @@ class Trainer:
             batch = self.sampler.sample(tasks, self.adapter.sampling_policy(params),
                                         seed=self._seed(iteration, step))
             sample_time += time.time() - t0
+            if cfg.advantage_scope == "batch":
+                batch = merge_tasks(batch)
             episodes.append(compute_advantages(batch, cfg.discount, cfg.gae_lambda))
             if step + 1 < num_batches:
                 params = self.adapter.adapted_params(

@@ -68,8 +68,11 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
              for seed in (1, 2, 3)) + (
     RLRun("cheetah_vel_pretrained", "rl_cheetah_vel_pretrained", 475, _IN_PROCESS,
           _IN_PROCESS, test_at="latest"),
+    # the oracles as rllab's TRPO processed a batch (--advantage_scope=batch, session 13);
+    # the per-task runs before it are kept as cheetah_vel_oracle_task_scope / point_...
     RLRun("cheetah_vel_oracle", "rl_cheetah_vel_oracle", 975, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
+    RLRun("point_oracle", "rl_point_oracle", 100, (), (), test_at="latest"),
     RLRun("cheetah_dir_pretrained", "rl_cheetah_dir_pretrained", 1000, _IN_PROCESS,
           _IN_PROCESS, test_at="latest"),
     RLRun("cheetah_dir_oracle", "rl_cheetah_dir_oracle", 1000, _IN_PROCESS, _IN_PROCESS,

@@ -35,9 +35,14 @@ def test_presets_resolve_to_the_released_baselines():
         assert oracle["oracle"] is True and oracle["use_maml"] is False
         assert oracle["meta_batch_size"] * oracle["fast_batch_size"] == 100
         assert "fixed_goals" not in oracle                          # a fresh goal per path
+        # rllab's plain TRPO: one baseline fit and one centring over the whole batch
+        assert oracle["advantage_scope"] == "batch"
+        assert pre.get("advantage_scope", "task") == ("batch" if goals > 1 else "task")
     point_oracle = flags("rl_point_oracle")
     assert point_oracle["oracle"] is True and point_oracle["sampling"] == "total"
     assert point_oracle["meta_batch_size"] * point_oracle["fast_batch_size"] * 100 == 1000
+    assert point_oracle["advantage_scope"] == "batch"
+    assert "advantage_scope" not in point and "advantage_scope" not in flags("rl_point")
     former = flags("rl_point_pretrained_multitask")
     assert former["use_maml"] is False and "pretrain_optimizer" not in former
     assert former["logdir"] == "L/rl/point_pretrained_multitask"
@@ -136,3 +141,63 @@ def test_random_baseline_initialisation_per_goal():
     assert not np.allclose(kernel[0], kernel[1]) and not np.allclose(kernel[1], kernel[2])
     np.testing.assert_array_equal(kernel, again["hidden_0/kernel"].numpy())
     np.testing.assert_array_equal(kernel[2], make(2).meta_parameters()["hidden_0/kernel"])
+
+
+def test_batch_scope_fits_one_baseline_over_every_task():
+    """One path per goal (the oracles): per-task processing centres each path to mean 0 and
+    keeps nothing of which path did better; merged, the batch is rllab's one list of paths:
+    the same advantages as one task holding every path, and a better path gets a higher
+    mean advantage."""
+    from rl.episodes import merge_tasks
+
+    rng = np.random.default_rng(3)
+    k, horizon = 6, 8
+    obs = rng.normal(size=(k, 1, horizon, 2)).astype(np.float32)
+    quality = np.arange(k, dtype=np.float64)            # task i's path earns i per step
+    rewards = np.repeat(quality[:, None, None], horizon, axis=2) + 0.01 * rng.normal(
+        size=(k, 1, horizon))
+    mask = np.ones((k, 1, horizon))
+    actions = rng.normal(size=(k, 1, horizon, 2))
+    per_task = compute_advantages(Episodes(obs, actions, rewards, mask), 0.99, 1.0)
+    np.testing.assert_allclose(per_task.advantages.mean(axis=(1, 2)), 0.0, atol=1e-6)
+    merged = merge_tasks(Episodes(obs, actions, rewards, mask))
+    assert merged.mask.shape == (1, k, horizon) and merged.observations.shape == (1, k, horizon, 2)
+    np.testing.assert_array_equal(merged.observations[0, 4], obs[4, 0])
+    pooled = compute_advantages(merged, 0.99, 1.0)
+    one_task = compute_advantages(Episodes(obs.reshape(1, k, horizon, 2), actions.reshape(
+        1, k, horizon, 2), rewards.reshape(1, k, horizon), mask.reshape(1, k, horizon)), 0.99, 1.0)
+    np.testing.assert_allclose(pooled.advantages, one_task.advantages)
+    path_means = pooled.advantages[0].mean(axis=1)
+    assert np.all(np.diff(path_means) > 0)             # the better the path, the higher
+    np.testing.assert_allclose(pooled.advantages.mean(), 0.0, atol=1e-6)
+
+
+def test_batch_scope_needs_plain_trpo(tmp_path):
+    """--advantage_scope=batch would pool MAML's per-task inner-step batches: refused before
+    anything is written; with use_maml=False a run trains and records the scope."""
+    import json
+
+    from rl.config import PolicyConfig, TrainConfig
+    from rl.maml_trpo import TRPOConfig
+    from rl.trainer import Trainer
+
+    def config(use_maml, logdir):
+        return TrainConfig(env_name="point", oracle=True, meta_batch_size=3, fast_batch_size=1,
+                           max_path_length=5, n_itr=1, logdir=str(logdir),
+                           advantage_scope="batch", policy=PolicyConfig(hidden_sizes=(4,)),
+                           trpo=TRPOConfig(use_maml=use_maml, hvp="exact", cg_iters=2))
+
+    with pytest.raises(ValueError, match="advantage_scope=batch"):
+        Trainer(config(True, tmp_path / "maml"))
+    assert not (tmp_path / "maml" / "config.json").exists()      # nothing but its lock
+    trainer = Trainer(config(False, tmp_path / "oracle"))
+    seen = []
+    meta_step = trainer.learner.meta_step
+    trainer.learner.meta_step = lambda train, valid: seen.append(valid) or meta_step(train, valid)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    assert seen[0].mask.shape[:2] == (1, 3)             # the three goals' paths, one task
+    record = json.loads((tmp_path / "oracle" / "config.json").read_text())
+    assert record["resume_settings"]["advantage_scope"] == "batch"

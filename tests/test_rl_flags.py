@@ -29,6 +29,7 @@ BAD_FLAGS = [
     (["--test_checkpoint=newest"], "--test_checkpoint must be"),
     (["--discount=1.5"], "--discount must be in (0, 1]"),
     (["--mode=export"], "--mode=export needs --export_dir"),
+    (["--advantage_scope=batch"], "--advantage_scope=batch pools the tasks' paths"),
     # --distribute (rl/distribute.py): refused before anything is built or sampled
     (["--distribute=mirrored", "--num_cpu_devices=2", "--meta_batch_size=3"],
      "--meta_batch_size=3 is not divisible by --num_cpu_devices=2"),
