@@ -44,6 +44,13 @@ class RLRun:
     flags: tuple = ()                # extra training flags, e.g. ("--seed=2",)
     test_flags: tuple = ()           # extra test flags (the test's own seed stays the protocol's)
     test_at: str = "best"            # --test_checkpoint of the test: best, latest or a number
+    #: the test's preset (default ``PRESET_test``); a test-only run (the random baselines:
+    #: ``iterations`` 0) names its own preset here
+    test_preset: str = ""
+
+    @property
+    def test(self) -> str:
+        return self.test_preset or f"{self.preset}_test"
 
     def logdir(self, logroot: str) -> str:
         return os.path.join(logroot, "rl", self.folder)
@@ -51,7 +58,7 @@ class RLRun:
     def result(self, logroot: str) -> str:
         """The test result's pickle: where the test writes it by default, so that
         ``./run.sh rl_ENV_compare`` finds the baselines' results."""
-        return rl_result_file(self.logdir(logroot), EXPERIMENTS[self.preset].method)
+        return rl_result_file(self.logdir(logroot), EXPERIMENTS[self.test].method)
 
 
 # In order. First the released half-cheetah forward/backward configuration (FD step 1.0,
@@ -77,11 +84,17 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
           _IN_PROCESS, test_at="latest"),
     RLRun("cheetah_dir_oracle", "rl_cheetah_dir_oracle", 1000, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
-    RLRun("ant_vel_maml", "rl_ant_vel", 375, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+    # the ant: goal velocity's cheap rows first (the random baseline is a test only, the
+    # baselines' batches are 1/16 of MAML's), then its MAML (hours), then forward/backward
+    RLRun("ant_vel_random", "rl_ant_vel_random", 0, (), _IN_PROCESS,
+          test_preset="rl_ant_vel_random"),
     RLRun("ant_vel_pretrained", "rl_ant_vel_pretrained", 575, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
     RLRun("ant_vel_oracle", "rl_ant_vel_oracle", 550, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
+    RLRun("ant_vel_maml", "rl_ant_vel", 375, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+    RLRun("ant_dir_random", "rl_ant_dir_random", 0, (), _IN_PROCESS,
+          test_preset="rl_ant_dir_random"),
     RLRun("ant_dir_maml", "rl_ant_dir", 575, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
 )
 
@@ -107,7 +120,7 @@ def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
                 return code
         if not os.path.exists(run.result(logroot)):
             log(f"rl campaign: {run.folder}: test at {run.test_at}")
-            code = runner([run_sh, f"{run.preset}_test", f"--logdir={logdir}",
+            code = runner([run_sh, run.test, f"--logdir={logdir}",
                            f"--test_checkpoint={run.test_at}", *run.test_flags], logroot)
             if code != 0:
                 log(f"rl campaign: {run.folder}'s test stopped with status {code}")

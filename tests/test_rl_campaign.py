@@ -14,7 +14,8 @@ sys.modules["rl_campaign"] = rl_campaign   # dataclasses look their module up
 _spec.loader.exec_module(rl_campaign)
 
 RUNS = (rl_campaign.RLRun("a", "rl_point", 3, ("--seed=1",), ("--num_workers=0",), "3"),
-        rl_campaign.RLRun("b", "rl_point", 2, ("--seed=2",)))
+        rl_campaign.RLRun("b", "rl_point", 2, ("--seed=2",)),
+        rl_campaign.RLRun("r", "rl_point_random", 0, test_preset="rl_point_random"))
 
 
 class FakeRunSh:
@@ -28,8 +29,10 @@ class FakeRunSh:
         if self.stop_at is not None and len(self.commands) == self.stop_at:
             return 143                      # as a run stopped by SIGTERM after its save
         args = dict(a[2:].split("=", 1) for a in command[2:])
-        if command[1].endswith("_test"):   # where rl.main's test writes the MAML result
-            with open(os.path.join(args["logdir"], "test_maml.pkl"), "wb") as handle:
+        if command[1].endswith(("_test", "_random")):   # where rl.main's test writes
+            method = "random" if command[1].endswith("_random") else "maml"
+            os.makedirs(args["logdir"], exist_ok=True)
+            with open(os.path.join(args["logdir"], f"test_{method}.pkl"), "wb") as handle:
                 pickle.dump({"mean_per_step": np.array([-40.0, -10.0])}, handle)
         else:
             os.makedirs(os.path.join(args["logdir"], "checkpoints"), exist_ok=True)
@@ -50,7 +53,8 @@ def test_runs_train_then_test_in_order_and_resume(tmp_path):
         ["rl_point", "--n_itr=3", f"--logdir={a_dir}", "--seed=1"],
         ["rl_point_test", f"--logdir={a_dir}", "--test_checkpoint=3", "--num_workers=0"],
         ["rl_point", "--n_itr=2", f"--logdir={logroot}/rl/b", "--seed=2"],
-        ["rl_point_test", f"--logdir={logroot}/rl/b", "--test_checkpoint=best"]]
+        ["rl_point_test", f"--logdir={logroot}/rl/b", "--test_checkpoint=best"],
+        ["rl_point_random", f"--logdir={logroot}/rl/r", "--test_checkpoint=best"]]
     again = FakeRunSh()                     # everything done: nothing runs twice
     assert rl_campaign.train(RUNS, logroot, "run.sh", again, log=lambda _: None) == 0
     assert again.commands == []
@@ -68,5 +72,7 @@ def test_a_stop_ends_the_chain(tmp_path):
 def test_the_queue_names_real_presets():
     from flags.experiments import EXPERIMENTS
     for run in rl_campaign.RUNS:
-        assert run.preset in EXPERIMENTS and f"{run.preset}_test" in EXPERIMENTS
+        assert run.preset in EXPERIMENTS and run.test in EXPERIMENTS
         assert EXPERIMENTS[run.preset].kind == "rl"
+        # a test-only run tests its own preset; a training run its test preset
+        assert (run.test == run.preset) == (run.iterations == 0)
