@@ -58,8 +58,8 @@ OLD_LINES = {
     # pretrained baseline under its own name and folder
     ("rl_ant_dir_oracle", ()): "--env_name=ant_dir --seed=1 --mode=train --resume=True "
     "--n_itr=2000 --fd_base_eps=1.0 --meta_batch_size=100 --fast_batch_size=1 "
-    "--sampling=per_task --sampling_lanes=1 --use_maml=False --oracle=True "
-    "--logdir=L/rl/ant_dir_oracle",
+    "--sampling=per_task --sampling_lanes=1 --advantage_scope=batch --use_maml=False "
+    "--oracle=True --logdir=L/rl/ant_dir_oracle",
     ("rl_point_pretrained", ()): "--env_name=point --seed=1 --mode=train --resume=True "
     "--n_itr=100 --pretrain_optimizer=adam --use_maml=False --logdir=L/rl/point_pretrained",
     ("rl_cheetah_dir_pretrained_multitask", ()): "--env_name=cheetah_dir --seed=1 "
