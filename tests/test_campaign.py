@@ -212,15 +212,16 @@ def test_an_outside_signal_is_not_taken_for_a_milestone_pause(tmp_path):
     assert fake.calls == ["partial_test --test_iter=10000", "partial"]
 
 
-def test_forwarding_ends_a_command_when_asked_and_waits_for_its_save(tmp_path):
-    """interrupt_when, polled while the command runs, ends it with SIGTERM; the call returns
-    after the command's save, with its status, and the runner is not marked stopped."""
+def _saving_run_sh(tmp_path, save_seconds):
+    """A run.sh whose Python child writes ``ready`` once it runs and, on SIGTERM, takes
+    ``save_seconds`` to "save" (writes ``saved``) before exiting with 143. Returns the script
+    and the two marker paths; the child's source is in $CHILD while the test runs it."""
     import subprocess
 
     marker, ready = tmp_path / "saved", tmp_path / "ready"
     child = (f"import signal, sys, time\n"
              f"def stop(*_):\n"
-             f"    time.sleep(0.5)\n"
+             f"    time.sleep({save_seconds})\n"
              f"    open({str(marker)!r}, 'w').close()\n"
              f"    sys.exit(143)\n"
              f"signal.signal(signal.SIGTERM, stop)\n"
@@ -230,6 +231,13 @@ def test_forwarding_ends_a_command_when_asked_and_waits_for_its_save(tmp_path):
     script.write_text(f"#!/usr/bin/env bash\n{subprocess.list2cmdline([sys.executable])} "
                       f"-c \"$CHILD\"\n")
     script.chmod(0o755)
+    return script, marker, ready, child
+
+
+def test_forwarding_ends_a_command_when_asked_and_waits_for_its_save(tmp_path):
+    """interrupt_when, polled while the command runs, ends it with SIGTERM; the call returns
+    after the command's save, with its status, and the runner is not marked stopped."""
+    script, marker, ready, child = _saving_run_sh(tmp_path, 0.5)
     os.environ["CHILD"] = child
     try:
         forwarding = campaign._Forwarding(poll_seconds=0.1)
@@ -243,23 +251,10 @@ def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
     """SIGTERM reaches the Python process that run.sh's bash started, and the driver returns
     only after it has finished saving (bash itself dies at once)."""
     import signal
-    import subprocess
     import threading
     import time
 
-    marker, ready = tmp_path / "saved", tmp_path / "ready"
-    child = (f"import signal, sys, time\n"
-             f"def stop(*_):\n"
-             f"    time.sleep(1.5)\n"
-             f"    open({str(marker)!r}, 'w').close()\n"
-             f"    sys.exit(143)\n"
-             f"signal.signal(signal.SIGTERM, stop)\n"
-             f"open({str(ready)!r}, 'w').close()\n"
-             f"time.sleep(60)\n")
-    script = tmp_path / "run.sh"
-    script.write_text(f"#!/usr/bin/env bash\n{subprocess.list2cmdline([sys.executable])} "
-                      f"-c \"$CHILD\"\n")
-    script.chmod(0o755)
+    script, marker, ready, child = _saving_run_sh(tmp_path, 1.5)
     os.environ["CHILD"] = child
     try:
         forwarding, result = campaign._Forwarding(), []
