@@ -84,6 +84,11 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
           _IN_PROCESS, test_at="latest"),
     RLRun("cheetah_dir_oracle", "rl_cheetah_dir_oracle", 1000, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
+    # the paper's forward/backward pretrained policy barely moves in either direction (its
+    # test pickle: -76.9 on backward goals, -1.6 on forward ones), unlike the one-direction
+    # runner the released script trains: is it the policy trained on mixed directions?
+    RLRun("cheetah_dir_pretrained_multitask", "rl_cheetah_dir_pretrained_multitask", 100,
+          _IN_PROCESS, _IN_PROCESS, test_at="latest"),
     # the ant: goal velocity's cheap rows first (the random baseline is a test only, the
     # baselines' batches are 1/16 of MAML's), then its MAML (hours), then forward/backward
     RLRun("ant_vel_random", "rl_ant_vel_random", 0, (), _IN_PROCESS,
