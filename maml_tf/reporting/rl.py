@@ -72,7 +72,8 @@ def plot_curves(results: list, paper: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     envs = sorted({r["env_name"] for r in results})
-    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
+    # the legend beside each panel, not over its curves (seeds and variants make it long)
+    fig, axes = plt.subplots(1, len(envs), figsize=(7.5 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs):
         drawn = set()   # a method's paper curve once, also beside a variant of the method
         for result in [r for r in results if r["env_name"] == env]:
@@ -98,9 +99,9 @@ def plot_curves(results: list, paper: dict, path: str) -> None:
         ax.set_title(env)
         ax.set_xlabel("number of gradient steps")
         ax.set_ylabel("average return")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -127,7 +128,7 @@ def plot_trajectories(result: dict, path: str, num_tasks: int = 4) -> None:
         ax.set_ylim(-0.6, 0.6)
         ax.set_aspect("equal")
         ax.set_title(f"{result['method']}, task {k}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
