@@ -60,6 +60,20 @@ def test_status_reports_iterations_validation_and_milestones(tmp_path):
     assert os.path.getsize(path) > 10000
 
 
+def test_status_gives_the_final_tests_spread_over_task_sets(tmp_path):
+    """The final test on the original's tasks and on --test_seed sets: mean and range."""
+    directory = str(tmp_path / FO_DIR)
+    _fake_run(directory, checkpoints=(59999,))
+    for name, accuracy in (("", 0.48), ("_testseed1", 0.46), ("_testseed3", 0.47)):
+        with open(os.path.join(directory, f"test_ubs1_stepsize0.01{name}.pkl"), "wb") as f:
+            pickle.dump({"mses": np.full((600, 11), accuracy), "iteration": 59999}, f)
+    table, started = campaign.status(str(tmp_path), campaign.load_paper_numbers())
+    row = [line for line in table.splitlines() if "miniimagenet_1shot_fo" in line][0]
+    assert "48.00 +- 0.00 (ckpt 59,999); with test seeds 1, 3: mean 47.00, range " \
+           "46.00-48.00 over 3 task sets" in row
+    assert sorted(started[0]["seeds"]) == [1, 3]
+
+
 def test_training_time_leaves_out_pauses_between_sessions():
     times = [0, 100, 200, 200 + campaign.PAUSE_SECONDS + 1, 200 + campaign.PAUSE_SECONDS + 51]
     assert campaign.training_seconds(times) == 250
@@ -113,9 +127,11 @@ class FakeRunSh:
         if name.endswith("_test"):
             directory = self.runs[name[:-len("_test")]]["directory"]
             values = np.full((600, 6), 0.5)
-            with open(os.path.join(directory, "test_ubs1_stepsize0.01.pkl"), "wb") as f:
+            seed = [f.split("=")[1] for f in flags if f.startswith("--test_seed=")]
+            base = "test_ubs1_stepsize0.01" + (f"_testseed{seed[0]}" if seed else "")
+            with open(os.path.join(directory, base + ".pkl"), "wb") as f:
                 pickle.dump({"mses": values}, f)
-            with open(os.path.join(directory, "test_ubs1_stepsize0.01.csv"), "w") as f:
+            with open(os.path.join(directory, base + ".csv"), "w") as f:
                 f.write("update0\n0.5\n0.5\n0.5\n")
             return 0
         directory = self.runs[name]["directory"]
@@ -140,7 +156,8 @@ def test_train_resumes_in_order_then_tests_and_stops_on_a_signal(tmp_path):
     code = campaign.train([done, partial, later], str(tmp_path), 10000, "run.sh", fake,
                           lines.append)
     assert code == 143
-    assert fake.calls == ["first_test", "first_test --test_iter=10000", "second"]
+    seeds = [f"first_test --test_seed={n}" for n in campaign.FINAL_TEST_SEEDS]
+    assert fake.calls == ["first_test", *seeds, "first_test --test_iter=10000", "second"]
     assert os.path.exists(os.path.join(done["directory"], "milestones",
                                        "itr10000_test_ubs1_stepsize0.01.pkl"))
     assert os.path.exists(os.path.join(done["directory"], "test_ubs1_stepsize0.01.pkl"))
@@ -149,7 +166,10 @@ def test_train_resumes_in_order_then_tests_and_stops_on_a_signal(tmp_path):
     fake = FakeRunSh([done, partial, later])
     assert campaign.train([done, partial, later], str(tmp_path), 10000, "run.sh", fake,
                           lines.append) == 0
-    assert fake.calls == ["second", "second_test", "third", "third_test"]
+    assert fake.calls == ["second", "second_test",
+                          *(f"second_test --test_seed={n}" for n in campaign.FINAL_TEST_SEEDS),
+                          "third", "third_test",
+                          *(f"third_test --test_seed={n}" for n in campaign.FINAL_TEST_SEEDS)]
     assert lines[-1] == "campaign: every run complete and tested"
 
 
@@ -191,7 +211,8 @@ def test_train_tests_a_milestone_as_soon_as_training_passes_it(tmp_path):
     assert campaign.train([partial], str(tmp_path), 10000, "run.sh", fake, lines.append) == 0
     assert fake.calls == ["partial_test --test_iter=10000", "partial",
                           "partial_test --test_iter=20000", "partial",
-                          "partial_test --test_iter=30000", "partial", "partial_test"]
+                          "partial_test --test_iter=30000", "partial", "partial_test",
+                          *(f"partial_test --test_seed={n}" for n in campaign.FINAL_TEST_SEEDS)]
     assert sum("paused at a milestone" in line for line in lines) == 2
     tested = sorted(f for f in os.listdir(os.path.join(partial["directory"], "milestones"))
                     if f.endswith(".pkl"))
