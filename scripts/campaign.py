@@ -121,9 +121,12 @@ def milestone_results(directory: str) -> list[tuple[int, float, float]]:
     return sorted(found)
 
 
-def final_result(directory: str, cfg) -> tuple[float, float, int | None] | None:
-    """The original-protocol test result that compare reads: accuracy %, CI %, iteration."""
-    base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr))
+def final_result(directory: str, cfg, test_seed: int = -1
+                 ) -> tuple[float, float, int | None] | None:
+    """The original-protocol test result that compare reads (or, with ``test_seed``, the test
+    on that seed's task set): accuracy %, CI %, iteration."""
+    base = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr,
+                                                   test_seed))
     if os.path.exists(base + ".pkl"):
         return _accuracy(base + ".pkl")
     if os.path.exists(base + ".csv"):  # packed before pickles were packed
@@ -135,13 +138,8 @@ def final_result(directory: str, cfg) -> tuple[float, float, int | None] | None:
 def seed_results(directory: str, cfg, seeds=FINAL_TEST_SEEDS) -> dict[int, tuple]:
     """{test seed: (accuracy %, CI %, iteration)} of the final checkpoint's tests on other
     600-task sets (``--test_seed``); seeds not tested yet are left out."""
-    found = {}
-    for seed in seeds:
-        path = os.path.join(directory, result_basename(cfg.update_batch_size, cfg.update_lr,
-                                                       seed) + ".pkl")
-        if os.path.exists(path):
-            found[seed] = _accuracy(path)
-    return found
+    found = {seed: final_result(directory, cfg, seed) for seed in seeds}
+    return {seed: result for seed, result in found.items() if result is not None}
 
 
 def _final_text(final, seeds: dict | None = None) -> str:
