@@ -320,12 +320,14 @@ def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max
     return tf.transpose(hidden, [3, 0, 1, 2, 4])
 
 
-def fused_batch_norm_default(max_pool: bool, first_order: bool) -> bool:
-    """Whether main.py's conv nets use the fused batch norm: where it measured faster
-    (session 8, AVX2 EPYC, one sitting): first-order nets with max-pooling, i.e. the
-    MiniImagenet architecture's 84 x 84 activations (about 15% less time per iteration).
-    Not on the strided Omniglot nets (no faster) nor in second order (no consistent gain)."""
-    return max_pool and first_order
+def fused_batch_norm_default(max_pool: bool) -> bool:
+    """Whether main.py's conv nets use the fused batch norm: where it measured faster, the
+    nets with max-pooling, i.e. the MiniImagenet architecture's 84 x 84 activations. First
+    order: about 15% less time per iteration (session 8, AVX2 EPYC). Second order: about 10%
+    less on the AVX-512 Zen 5 machine (session 14, every alternating round), no consistent
+    difference either way on the AVX2 one (session 8). Not on the strided Omniglot nets (no
+    faster; slower in second order)."""
+    return max_pool
 
 
 class ConvNet(MetaModel):

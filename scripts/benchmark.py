@@ -46,7 +46,8 @@ MINIIMAGENET_QUERY = 15   # the original's query images per class for MiniImagen
 def _config(preset_name: str) -> tuple:
     """(model factory, meta_batch, N, K support, Q query, update_lr, num_updates) of a preset
     (factories take the convolution path, one of maml_tf.models.CONV_IMPLS, and whether the
-    learner is first order, which decides the batch norm kernel as in main.py)."""
+    learner is first order; the batch norm kernel is main.py's,
+    maml_tf.models.fused_batch_norm_default)."""
     flags = EXPERIMENTS[preset_name].flags
     source, k = flags["datasource"], flags["update_batch_size"]
     if source == "sinusoid":
@@ -62,7 +63,7 @@ def _config(preset_name: str) -> tuple:
             return ConvNet(n, 84 if mini else 28, 3 if mini else 1,
                            flags.get("num_filters", 64), max_pool=max_pool,
                            flatten_head=mini, conv_impl=impl,
-                           fused_batch_norm=fused_batch_norm_default(max_pool, first_order))
+                           fused_batch_norm=fused_batch_norm_default(max_pool))
         q = MINIIMAGENET_QUERY if mini else k
     return (factory, flags.get("meta_batch_size", 25), n, k, q, flags.get("update_lr", 0.001),
             flags.get("num_updates", 1))

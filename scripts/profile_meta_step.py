@@ -58,7 +58,7 @@ CONFIGS = {
                              16, 20, 1, 1, 0.1, 5, None),
     "miniimagenet_5way_1shot": (lambda impl, first_order: ConvNet(
         5, 84, 3, 32, max_pool=True, flatten_head=True, conv_impl=impl,
-        fused_batch_norm=fused_batch_norm_default(True, first_order)),
+        fused_batch_norm=fused_batch_norm_default(True)),
                                 4, 5, 1, 15, 0.01, 5, 10.0),
 }
 
