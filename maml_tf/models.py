@@ -354,7 +354,7 @@ class ConvNet(MetaModel):
     Example::
 
         model = ConvNet(5, img_size=84, channels=3, num_filters=32, max_pool=True,
-                        flatten_head=True, fused_batch_norm=True)    # first-order MiniImagenet
+                        flatten_head=True, fused_batch_norm=True)    # MiniImagenet, as main.py
         logits = model.forward(tf.zeros([4, 10, 84 * 84 * 3]))    # [tasks, examples, 5]
     """
 
