@@ -384,20 +384,14 @@ def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
                 log(f"campaign: {name} stopped with status {code}; run the same command to "
                     f"go on")
                 return code
-        if final_result(directory, run["cfg"]) is None:
-            log(f"campaign: {name} complete: final 600-task test")
-            code = runner([run_sh, f"{name}_test"], logroot)
-            if code != 0:
-                log(f"campaign: {name}'s test stopped with status {code}")
-                return code
-        for seed in FINAL_TEST_SEEDS:
-            if seed in seed_results(directory, run["cfg"], (seed,)):
+        for seed in (-1, *FINAL_TEST_SEEDS):   # -1: the original's task seeds, first
+            if final_result(directory, run["cfg"], seed) is not None:
                 continue
-            log(f"campaign: {name}: final checkpoint on the 600 tasks of --test_seed={seed}")
-            code = runner([run_sh, f"{name}_test", f"--test_seed={seed}"], logroot)
+            which = "" if seed < 0 else f" --test_seed={seed}"
+            log(f"campaign: {name} complete: final 600-task test{which}")
+            code = runner([run_sh, f"{name}_test", *which.split()], logroot)
             if code != 0:
-                log(f"campaign: {name}'s test with --test_seed={seed} stopped with status "
-                    f"{code}")
+                log(f"campaign: {name}'s test{which} stopped with status {code}")
                 return code
         code = run_milestones(run, logroot, every, run_sh, runner)
         if code != 0:
