@@ -77,26 +77,43 @@ def campaign_runs(logroot: str) -> list[dict]:
     return sorted(runs, key=lambda r: rank.get(r["name"], len(rank)))
 
 
-def read_events(directory: str) -> tuple[dict, list[float]]:
-    """{tag: [(step, value)]} and every event's wall time, from all event files of a run."""
-    scalars, times = {}, []
+def read_events(directory: str) -> tuple[dict, list[float], list[tuple[float, int]]]:
+    """{tag: [(step, value)]}, every event's wall time, and (wall time, step) of every event
+    that holds a summary, from all event files of a run."""
+    scalars, times, progress = {}, [], []
     for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
         try:
             for record in tf.data.TFRecordDataset(path):
                 event = tf.compat.v1.Event.FromString(record.numpy())
                 times.append(event.wall_time)
+                if event.summary.value:
+                    progress.append((event.wall_time, event.step))
                 for value in event.summary.value:
                     number = (float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
                               else float(value.simple_value))
                     scalars.setdefault(value.tag, []).append((event.step, number))
         except tf.errors.DataLossError:  # a file cut by a kill: keep what was read
             continue
-    return {tag: sorted(points) for tag, points in scalars.items()}, sorted(times)
+    return {tag: sorted(points) for tag, points in scalars.items()}, sorted(times), \
+        sorted(progress)
 
 
 def training_seconds(times: list[float]) -> float:
     gaps = np.diff(times) if len(times) > 1 else np.zeros(0)
     return float(gaps[gaps < PAUSE_SECONDS].sum())
+
+
+def recent_seconds_per_iteration(progress: list[tuple[float, int]], intervals: int = 20
+                                 ) -> float | None:
+    """Median seconds per iteration over the run's last ``intervals`` gaps between summaries
+    that moved forward within a session (pauses between sessions and restarts that went back
+    to a checkpoint are left out; the median also ignores the minutes of a milestone test).
+    None before two such summaries. It is the pace of whatever shared the machine lately."""
+    rates = []
+    for (t0, s0), (t1, s1) in zip(progress, progress[1:]):
+        if s1 > s0 and t1 - t0 < PAUSE_SECONDS:
+            rates.append((t1 - t0) / (s1 - s0))
+    return float(np.median(rates[-intervals:])) if rates else None
 
 
 def final_validation_tag(scalars: dict) -> str | None:
@@ -161,13 +178,14 @@ def _hours(seconds: float) -> str:
 
 def status(logroot: str, paper: dict) -> tuple[str, list[dict]]:
     lines = ["| configuration | run.sh | iterations reached | training time so far | "
+             "to 60,000 at the latest pace | "
              "validation accuracy (last 5 evaluations) | milestone tests (600 tasks) | "
              "final test | paper |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     started = []
     for run in campaign_runs(logroot):
         checkpoints = checkpoint_iterations(run["directory"])
-        scalars, times = read_events(run["directory"])
+        scalars, times, progress = read_events(run["directory"])
         if not checkpoints and not times:
             continue
         run.update(scalars=scalars, milestones=milestone_results(run["directory"]),
@@ -187,7 +205,10 @@ def status(logroot: str, paper: dict) -> tuple[str, list[dict]]:
         reached = f"{run['reached']:,} of {TABLE1_ITERATIONS:,}" + (
             f" (logged to {logged:,})" if logged > run["reached"] else "")
         hours = _hours(training_seconds(times)) if times else "- (no events kept)"
-        lines.append(f"| {run['label']} | `{run['name']}` | {reached} | {hours} | "
+        pace = recent_seconds_per_iteration(progress)
+        to_go = (f"{_hours((TABLE1_ITERATIONS - run['reached']) * pace)} ({pace:.2f} s/it.)"
+                 if pace and run["reached"] < TABLE1_ITERATIONS else "-")
+        lines.append(f"| {run['label']} | `{run['name']}` | {reached} | {hours} | {to_go} | "
                      f"{validation} | {tests} | {_final_text(run['final'], run['seeds'])} | "
                      f"{paper_text} |")
     return "\n".join(lines), started

@@ -72,11 +72,40 @@ def test_status_gives_the_final_tests_spread_over_task_sets(tmp_path):
     assert "48.00 +- 0.00 (ckpt 59,999); with test seeds 1, 3: mean 47.00, range " \
            "46.00-48.00 over 3 task sets" in row
     assert sorted(started[0]["seeds"]) == [1, 3]
+    assert "| 60,000 of 60,000 | 0.0 h | - |" in row   # nothing left to project
 
 
 def test_training_time_leaves_out_pauses_between_sessions():
     times = [0, 100, 200, 200 + campaign.PAUSE_SECONDS + 1, 200 + campaign.PAUSE_SECONDS + 51]
     assert campaign.training_seconds(times) == 250
+
+
+def test_pace_is_the_median_of_recent_forward_gaps_within_a_session():
+    """Seconds per iteration from (wall time, step) of the summaries: a pause between sessions,
+    a resume that went back to a checkpoint and several tags at one step do not count."""
+    pause = campaign.PAUSE_SECONDS
+    progress = [(0, 0), (50, 100), (50.1, 100), (100.1, 200),         # 0.5 s/it.
+                (100 + pause + 1, 150), (100 + pause + 31, 200),      # back, then 0.6
+                (100 + pause + 131, 300), (100 + pause + 231, 400)]   # 1.0 s/it. lately
+    # rates 0.5, 0.5, 0.6, 1.0, 1.0: the session pause and the step back are not among them
+    assert abs(campaign.recent_seconds_per_iteration(progress) - 0.6) < 1e-9
+    assert campaign.recent_seconds_per_iteration(progress, intervals=2) == 1.0
+    assert campaign.recent_seconds_per_iteration([(0, 0)]) is None
+
+
+def test_status_projects_the_time_to_the_last_iteration(tmp_path):
+    directory = str(tmp_path / FO_DIR)
+    _fake_run(directory)
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default():
+        for step in (1600, 1700):
+            tf.summary.scalar("metatrain_Pre-update loss", 1.0, step=step)
+    writer.flush()
+    table, _ = campaign.status(str(tmp_path), campaign.load_paper_numbers())
+    header, row = table.splitlines()[0], [line for line in table.splitlines()
+                                          if "miniimagenet_1shot_fo" in line][0]
+    column = header.split(" | ").index("to 60,000 at the latest pace")
+    assert row.split(" | ")[column].endswith("s/it.)")   # 47,999 iterations to go at a pace
 
 
 def test_pack_keeps_newest_milestones_events_and_results(tmp_path):
