@@ -63,6 +63,10 @@ flags.DEFINE_boolean("fixed_goals", False, "draw the meta-batch's goals once (fr
                      "and keep them in every iteration, as plain TRPO on maml_rl's "
                      "goal-randomised environments did (reset without a goal keeps the "
                      "first one drawn); default: fresh goals every iteration")
+flags.DEFINE_float("backward_fraction", 0.5, "forward/backward tasks (cheetah_dir, ant_dir): "
+                   "the share of the meta-batch's goal draws that mean backward. 0.5 as the "
+                   "released environments; the code that trained the paper's runs (maml_rl "
+                   "4d41869) had 0.2 for cheetah_dir and 2/15 for ant_dir (RL.md)")
 flags.DEFINE_enum("advantage_scope", "task", ["task", "batch"],
                   "where the linear baseline is fitted and advantages centred: 'task' once "
                   "per task (maml_rl's MAML), 'batch' over every path of the batch at once "
@@ -148,6 +152,10 @@ flags.DEFINE_float("test_fast_lr", None, "first test step size; default as the r
                    "(others); random 0.5 (point), 0.1 (cheetah_vel), 1.0 (others); oracle 0")
 flags.DEFINE_float("test_lr_decay", None, "later test steps use test_fast_lr * this; default "
                    "0.5 (0.01 for ant_dir, as its released test script)")
+flags.DEFINE_float("test_backward_fraction", 0.5, "forward/backward tasks: the share of the "
+                   "test goal draws that mean backward. 0.5 as the released test scripts "
+                   "(ant_dir: 25 of 40 goals backward); 3/7 (0.428571) the goals behind the "
+                   "paper's numbers (ant_dir: 20 of 40; cheetah_dir: the same 22 either way)")
 flags.DEFINE_integer("test_goal_seed", None, "numpy seed of the test goals; default 1 (2 for "
                      "ant_dir, as its released test script)")
 flags.DEFINE_string("test_results", None, "output pickle (a CSV is written beside it); "
@@ -212,6 +220,24 @@ flags.register_validator(
 flags.register_validator(
     "test_checkpoint", lambda v: v in ("best", "latest") or (v.isdigit()),
     message="--test_checkpoint must be 'best', 'latest' or a non-negative iteration number")
+
+
+for _name in ("backward_fraction", "test_backward_fraction"):
+    flags.register_validator(_name, lambda v: 0 < v < 1, message=f"--{_name} must be in (0, 1)")
+
+
+@flags.multi_flags_validator(["env_name", "backward_fraction", "test_backward_fraction"])
+def _backward_fraction_needs_directions(values):
+    try:
+        spec = get_spec(values["env_name"])
+    except UnknownEnvError:
+        return True    # --env_name's own validator names the problem
+    for name in ("backward_fraction", "test_backward_fraction"):
+        if values[name] != 0.5 and not spec.direction:
+            raise flags.ValidationError(
+                f"--{name}={values[name]}: only the forward/backward tasks (cheetah_dir, "
+                f"ant_dir) have directions to share out, not --env_name={spec.name}")
+    return True
 
 
 @flags.multi_flags_validator(["pretrain_optimizer", "use_maml"],

@@ -29,6 +29,9 @@ class TrainConfig:
     #: TRPO on a goal-randomised environment reset without a goal (the released
     #: cluster_trpo_*.py pretrained baselines)
     fixed_goals: bool = False
+    #: forward/backward tasks: the share of the goal draws that mean backward (0.5: the
+    #: released environments; rl.envs.mujoco_base.DirectionTasks)
+    backward_fraction: float = 0.5
     #: where returns are fitted and advantages centred: "task" (maml_rl's process_samples,
     #: once per task) or "batch" (rllab's plain TRPO: the whole batch as one list of paths,
     #: rl.episodes.merge_tasks; use_maml=False only)
@@ -63,6 +66,9 @@ class EvalConfig:
     fast_lr: float = 0.5             # first test step
     lr_decay: float = 0.5            # later steps: fast_lr * lr_decay
     goal_seed: int = 1
+    #: forward/backward tasks: the share of the test goal draws that mean backward (0.5: the
+    #: released test scripts; 3/7: the goals behind the paper's numbers)
+    backward_fraction: float = 0.5
     seed: int = 0
     num_workers: int = 0
     method: str = "maml"

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from rl.config import EvalConfig
-from rl.envs.registry import get_spec, make_env
+from rl.envs.registry import RELEASED_BACKWARD_FRACTION, get_spec, make_env, sample_tasks
 from rl.adaptation import PolicyAdapter, to_sample_batch
 from rl.episodes import compute_advantages
 from rl.policies import GaussianMLPPolicy
@@ -32,9 +32,12 @@ def step_sizes(fast_lr: float, num_steps: int, decay: float = 0.5) -> list:
     return [fast_lr if i == 0 else fast_lr * decay for i in range(num_steps)]
 
 
-def protocol_tasks(env_name: str, num_tasks: int, goal_seed: int, oracle: bool = False) -> list:
-    """``np.random.seed(goal_seed)`` then ``sample_goals``: the original's test goals."""
-    return make_env(env_name, oracle).sample_tasks(num_tasks, np.random.RandomState(goal_seed))
+def protocol_tasks(env_name: str, num_tasks: int, goal_seed: int, oracle: bool = False,
+                   backward_fraction: float = RELEASED_BACKWARD_FRACTION) -> list:
+    """``np.random.seed(goal_seed)`` then ``sample_goals``: the original's test goals (for
+    forward/backward tasks, ``backward_fraction`` of the draws' range means backward)."""
+    return sample_tasks(make_env(env_name, oracle), num_tasks,
+                        np.random.RandomState(goal_seed), backward_fraction)
 
 
 def per_goal_initialisations(make_policy, num_tasks: int) -> dict:
@@ -70,7 +73,8 @@ def evaluate(policy: GaussianMLPPolicy, cfg: EvalConfig, discount: float = 0.99,
     """Runs the protocol; returns a dict with ``returns`` of shape (num_steps + 1, tasks).
     ``initial``: per-goal starting parameters (num_tasks, ...) instead of ``policy``'s own
     (whose architecture they must have)."""
-    tasks = protocol_tasks(cfg.env_name, cfg.num_tasks, cfg.goal_seed, cfg.oracle)
+    tasks = protocol_tasks(cfg.env_name, cfg.num_tasks, cfg.goal_seed, cfg.oracle,
+                           cfg.backward_fraction)
     sampler, env = make_sampler(cfg.env_name, cfg.num_tasks, cfg.episodes_per_task,
                                 cfg.max_path_length, cfg.sampling, cfg.sampling_lanes,
                                 cfg.oracle, cfg.num_workers)

@@ -50,6 +50,7 @@ def train_config():
         num_workers=rl_flags.resolved("num_workers"),
         sampling=rl_flags.resolved("sampling"),
         sampling_lanes=rl_flags.resolved("sampling_lanes"), fixed_goals=FLAGS.fixed_goals,
+        backward_fraction=FLAGS.backward_fraction,
         advantage_scope=FLAGS.advantage_scope,
         distribute=FLAGS.distribute, num_cpu_devices=FLAGS.num_cpu_devices,
         policy=PolicyConfig(tuple(int(s) for s in FLAGS.hidden_sizes), FLAGS.init_std,
@@ -72,7 +73,8 @@ def eval_config():
         max_path_length=rl_flags.resolved("max_path_length"), num_steps=FLAGS.test_num_steps,
         fast_lr=rl_flags.resolved("test_fast_lr", method),
         lr_decay=rl_flags.resolved("test_lr_decay"),
-        goal_seed=rl_flags.resolved("test_goal_seed"), seed=FLAGS.seed,
+        goal_seed=rl_flags.resolved("test_goal_seed"),
+        backward_fraction=FLAGS.test_backward_fraction, seed=FLAGS.seed,
         num_workers=rl_flags.resolved("num_workers"), method=method,
         sampling=rl_flags.resolved("test_sampling"),
         random_init=rl_flags.resolved("test_random_init"))

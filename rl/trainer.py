@@ -29,7 +29,7 @@ from maml_tf.checkpoint import IterationCheckpointer
 from maml_tf.distribute import DistributeError, build_strategy, check_meta_batch
 from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
-from rl.envs.registry import make_env
+from rl.envs.registry import make_env, sample_tasks
 from rl.episodes import compute_advantages, merge_tasks
 from rl.adaptation import PolicyAdapter, to_sample_batch
 from rl.distribute import MirroredTRPO
@@ -47,10 +47,11 @@ FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "-
                   "hidden_sizes": "--hidden_sizes", "nonlinearity": "--hidden_nonlinearity",
                   "dtype": "--dtype", "init_std": "--init_std",
                   "pretrain_optimizer": "--pretrain_optimizer", "fixed_goals": "--fixed_goals",
-                  "advantage_scope": "--advantage_scope"}
+                  "advantage_scope": "--advantage_scope",
+                  "backward_fraction": "--backward_fraction"}
 # Fixed settings added after runs were recorded: a record without one means this value.
 FORMER_DEFAULTS = {"pretrain_optimizer": "trpo", "fixed_goals": False,
-                   "advantage_scope": "task"}
+                   "advantage_scope": "task", "backward_fraction": 0.5}
 
 
 def run_settings(cfg: TrainConfig) -> dict:
@@ -64,6 +65,7 @@ def run_settings(cfg: TrainConfig) -> dict:
             "init_std": policy.init_std, "fast_lr": trpo.fast_lr,
             "pretrain_optimizer": trpo.pretrain_optimizer if not trpo.use_maml else "trpo",
             "pretrain_lr": trpo.pretrain_lr, "fixed_goals": cfg.fixed_goals,
+            "backward_fraction": cfg.backward_fraction,
             "advantage_scope": cfg.advantage_scope,
             "num_grad_updates": trpo.num_grad_updates, "step_size": trpo.step_size,
             "meta_batch_size": cfg.meta_batch_size, "fast_batch_size": cfg.fast_batch_size,
@@ -184,9 +186,9 @@ class Trainer:
             self.learner = MAMLTRPO(self.policy, cfg.trpo) if self.strategy is None \
                 else MirroredTRPO(self.policy, cfg.trpo, self.strategy)
         # --fixed_goals: the goals are drawn once, from the seed, so a resume draws the same
-        self.fixed_tasks = self.task_env.sample_tasks(
-            cfg.meta_batch_size, np.random.RandomState(self._seed(0, 999))) \
-            if cfg.fixed_goals else None
+        self.fixed_tasks = sample_tasks(
+            self.task_env, cfg.meta_batch_size, np.random.RandomState(self._seed(0, 999)),
+            cfg.backward_fraction) if cfg.fixed_goals else None
         self.best_return = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
         self.best_iteration = tf.Variable(-1, dtype=tf.int64, trainable=False)
         self.checkpointer = IterationCheckpointer(
@@ -209,7 +211,8 @@ class Trainer:
             tasks = self.fixed_tasks
         else:
             task_rng = np.random.RandomState(self._seed(iteration, 999))
-            tasks = self.task_env.sample_tasks(cfg.meta_batch_size, task_rng)
+            tasks = sample_tasks(self.task_env, cfg.meta_batch_size, task_rng,
+                                 cfg.backward_fraction)
         theta = self.policy.get_flat()
         num_batches = cfg.trpo.num_grad_updates + 1 if cfg.trpo.use_maml else 1
         episodes, params, sample_time, steps_before = [], None, 0.0, self.sampler.steps_taken

@@ -131,6 +131,43 @@ def test_fixed_goals_keep_one_goal_across_iterations(tmp_path):
     assert not np.array_equal(fresh[0], fresh[1])    # the flag is what keeps them
 
 
+def test_backward_fraction_sets_the_training_mix_and_is_kept_on_resume(tmp_path):
+    """--backward_fraction shares the same goal draws out differently (fewer backward tasks
+    at 0.2 than at the released 0.5, every one of them backward at 0.5 too), is recorded,
+    and a resume with another value is refused (it defines the task distribution)."""
+    import json
+
+    from maml_tf import run_folder
+    from rl.config import PolicyConfig, TrainConfig
+    from rl.maml_trpo import TRPOConfig
+    from rl.trainer import Trainer
+
+    def cfg(fraction, logdir):
+        return TrainConfig(env_name="cheetah_dir", meta_batch_size=20, fast_batch_size=1,
+                           max_path_length=2, n_itr=1, logdir=str(logdir),
+                           backward_fraction=fraction, policy=PolicyConfig(hidden_sizes=(4,)),
+                           trpo=TRPOConfig(use_maml=False, hvp="exact", cg_iters=2))
+
+    def tasks_seen(fraction, logdir):
+        trainer = Trainer(cfg(fraction, logdir))
+        seen = []
+        sample = trainer.sampler.sample
+        trainer.sampler.sample = lambda tasks, fn, seed: seen.append(
+            np.array(tasks)) or sample(tasks, fn, seed)
+        try:
+            trainer.train()
+        finally:
+            trainer.close()
+        return seen[0]
+
+    few, half = tasks_seen(0.2, tmp_path / "few"), tasks_seen(0.5, tmp_path / "half")
+    assert 0 < (few < 0).sum() < (half < 0).sum() and np.all(half[few < 0] < 0)
+    with open(tmp_path / "few" / run_folder.RECORD_NAME) as handle:
+        assert json.load(handle)["resume_settings"]["backward_fraction"] == 0.2
+    with pytest.raises(run_folder.RunFolderError, match="--backward_fraction was 0.2, now 0.5"):
+        Trainer(cfg(0.5, tmp_path / "few"))
+
+
 def test_random_baseline_initialisation_per_goal():
     from rl.evaluate import per_goal_initialisations
     make = lambda seed: GaussianMLPPolicy(3, 2, hidden_sizes=(4,), seed=seed)

@@ -124,6 +124,30 @@ def test_task_sampling_ranges():
     assert all(0 <= g <= 3 for g in registry.make_env("ant_vel").sample_tasks(50, rng))
 
 
+def test_backward_fraction_shares_the_same_draws_out_differently():
+    """The paper's forward/backward test goals (maml_rl 4d41869: draws from [0.1, 0.8], below
+    0.4 backward) are the released ones' draws with 3/7 of the range backward: 20 of the ant's
+    40 goals instead of 25; the cheetah's 22 either way (no draw falls between)."""
+    ant, cheetah = registry.make_env("ant_dir"), registry.make_env("cheetah_dir")
+    released = np.array(registry.sample_tasks(ant, 40, np.random.RandomState(2)))
+    paper = np.array(registry.sample_tasks(ant, 40, np.random.RandomState(2), 3 / 7))
+    assert (released < 0).sum() == 25 and (paper < 0).sum() == 20
+    assert np.all(released[paper < 0] < 0)           # a lower threshold, the same draws
+    old = np.random.RandomState(2).uniform(0.1, 0.8, 40) < 0.4
+    assert np.array_equal(paper < 0, old)
+    for fraction in (0.5, 3 / 7):
+        tasks = registry.sample_tasks(cheetah, 40, np.random.RandomState(1), fraction)
+        assert sum(t < 0 for t in tasks) == 22
+    # the training mix of that code: [0, 2] draws below 0.4, a fifth of the tasks backward
+    many = registry.sample_tasks(cheetah, 20000, np.random.RandomState(0), 0.2)
+    assert abs(np.mean(np.array(many) < 0) - 0.2) < 0.01
+    with pytest.raises(ValueError, match="forward/backward tasks only"):
+        registry.sample_tasks(registry.make_env("cheetah_vel"), 3, np.random.RandomState(0), 0.2)
+    assert registry.sample_tasks(registry.make_env("cheetah_vel"), 3,
+                                 np.random.RandomState(0)) == \
+        registry.make_env("cheetah_vel").sample_tasks(3, np.random.RandomState(0))
+
+
 def test_unknown_env_name_is_a_clear_error():
     with pytest.raises(registry.UnknownEnvError, match="unknown environment 'cheetah'.*point"):
         registry.make_env("cheetah")

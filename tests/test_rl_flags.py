@@ -37,6 +37,10 @@ BAD_FLAGS = [
      "--meta_batch_size=40 is not divisible by --num_cpu_devices=3"),   # the task's default
     (["--distribute=multi_worker"], "--distribute=multi_worker is not supported for RL"),
     (["--num_cpu_devices=2"], "--num_cpu_devices=2 needs --distribute=mirrored"),
+    (["--env_name=cheetah_dir", "--backward_fraction=1"], "--backward_fraction must be in (0, 1)"),
+    (["--env_name=cheetah_vel", "--backward_fraction=0.2"],
+     "--backward_fraction=0.2: only the forward/backward tasks"),
+    (["--test_backward_fraction=0.4"], "not --env_name=point"),
 ]
 
 PROTOCOL = [
@@ -48,6 +52,9 @@ PROTOCOL = [
     (["--env_name=point", "--mode=test", "--test_sampling=fixed"], dict(sampling="fixed")),
     (["--env_name=cheetah_dir", "--mode=test"],
      dict(method="maml", fast_lr=0.1, lr_decay=0.5, goal_seed=1, episodes_per_task=20)),
+    (["--env_name=ant_dir", "--mode=test"], dict(backward_fraction=0.5, goal_seed=2)),
+    (["--env_name=ant_dir", "--mode=test", "--test_backward_fraction=0.428571"],
+     dict(backward_fraction=0.428571)),
     (["--env_name=cheetah_dir", "--mode=test", "--test_init=random"],
      dict(method="random", fast_lr=1.0, nonlinearity="relu")),
     (["--env_name=cheetah_dir", "--mode=test", "--use_maml=False"],

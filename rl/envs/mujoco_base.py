@@ -209,17 +209,32 @@ class GoalVelocityTasks:
 
 class DirectionTasks:
     """Run forward (+1) or backward (-1): task term ``direction * v_x``. As the original, a
-    draw from ``direction_draw_range`` below its middle means backward; forward by default."""
+    uniform draw from ``direction_draw_range`` decides: below its middle means backward (the
+    released environments); forward by default.
+
+    ``backward_fraction`` moves that threshold to the given fraction of the range, so that
+    the same draws (the same seed) give the task mixes of earlier states of maml_rl: the
+    environments that made the paper's test results (commit 4d41869) called a draw below
+    0.4 backward, on test goals drawn from [0.1, 0.8] (3/7 of them backward) and training
+    goals drawn from [0, 2] (cheetah: 1/5) or [0, 3] (ant: 2/15). RL.md "Which tasks made
+    the paper's forward/backward numbers".
+
+        >>> env = HalfCheetahDirEnv()                                 # draws 0.83, 1.44, 0.00
+        >>> [float(t) for t in env.sample_tasks(3, np.random.RandomState(1))]
+        [-1.0, 1.0, -1.0]
+        >>> [float(t) for t in env.sample_tasks(3, np.random.RandomState(1), 0.2)]
+        [1.0, 1.0, -1.0]
+    """
 
     direction_draw_range: tuple = (0.0, 2.0)
 
     def default_task(self):
         return 1.0
 
-    def sample_tasks(self, num_tasks, rng):
+    def sample_tasks(self, num_tasks, rng, backward_fraction: float = 0.5):
         low, high = self.direction_draw_range
         draws = rng.uniform(low, high, size=(num_tasks,))
-        return list(np.where(draws < 0.5 * (low + high), -1.0, 1.0))
+        return list(np.where(draws < low + backward_fraction * (high - low), -1.0, 1.0))
 
     @staticmethod
     def forward_reward(velocity, task):

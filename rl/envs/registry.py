@@ -23,6 +23,7 @@ class EnvSpec:
     paper_key: str            # key in paper_numbers.json["rl_average_return"]
     description: str
     mujoco: bool = True
+    direction: bool = False   # forward/backward tasks (rl.envs.mujoco_base.DirectionTasks)
 
 
 ENV_SPECS = {
@@ -32,11 +33,12 @@ ENV_SPECS = {
         EnvSpec("cheetah_vel", "rl.envs.half_cheetah:HalfCheetahVelEnv", 200,
                 "half_cheetah_goal_velocity", "half-cheetah, goal velocity U[0, 2]"),
         EnvSpec("cheetah_dir", "rl.envs.half_cheetah:HalfCheetahDirEnv", 200,
-                "half_cheetah_forward_backward", "half-cheetah, forward or backward"),
+                "half_cheetah_forward_backward", "half-cheetah, forward or backward",
+                direction=True),
         EnvSpec("ant_vel", "rl.envs.ant:AntVelEnv", 200, "ant_goal_velocity",
                 "ant, goal velocity U[0, 3]"),
         EnvSpec("ant_dir", "rl.envs.ant:AntDirEnv", 200, "ant_forward_backward",
-                "ant, forward or backward"),
+                "ant, forward or backward", direction=True),
     ]
 }
 
@@ -58,6 +60,24 @@ def get_spec(name: str) -> EnvSpec:
             f"unknown environment {name!r}; choose one of {sorted(ENV_SPECS)} "
             f"(or the maml_rl names {sorted(ALIASES)})")
     return ENV_SPECS[canonical]
+
+
+#: The released maml_rl direction environments: half of the draws mean backward.
+RELEASED_BACKWARD_FRACTION = 0.5
+
+
+def sample_tasks(env: TaskEnv, num_tasks: int, rng, backward_fraction: float =
+                 RELEASED_BACKWARD_FRACTION) -> list:
+    """``env.sample_tasks(num_tasks, rng)``, with the share of the draws that mean backward
+    for a forward/backward task (``DirectionTasks``); ValueError if another share is asked
+    of a task without directions."""
+    from rl.envs.mujoco_base import DirectionTasks
+    if isinstance(env, DirectionTasks):
+        return env.sample_tasks(num_tasks, rng, backward_fraction)
+    if backward_fraction != RELEASED_BACKWARD_FRACTION:
+        raise ValueError(f"a backward fraction ({backward_fraction}) applies to the "
+                         f"forward/backward tasks only, not to {type(env).__name__}")
+    return env.sample_tasks(num_tasks, rng)
 
 
 def make_env(name: str, oracle: bool = False) -> TaskEnv:
