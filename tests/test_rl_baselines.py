@@ -104,26 +104,33 @@ def test_adam_needs_the_pretrained_baseline():
     assert "--use_maml=False" in validator.message
 
 
-def test_fixed_goals_keep_one_goal_across_iterations(tmp_path):
+def _tiny_trpo_config(logdir, **settings):
     from rl.config import PolicyConfig, TrainConfig
     from rl.maml_trpo import TRPOConfig
-    from rl.trainer import Trainer
+    return TrainConfig(logdir=str(logdir), policy=PolicyConfig(hidden_sizes=(4,)),
+                       trpo=TRPOConfig(use_maml=False, hvp="exact", cg_iters=2), **settings)
 
+
+def _tasks_sampled(cfg) -> list:
+    """Trains ``cfg`` and returns the tasks of every batch the trainer sampled."""
+    from rl.trainer import Trainer
+    trainer = Trainer(cfg)
+    seen = []
+    sample = trainer.sampler.sample
+    trainer.sampler.sample = lambda tasks, fn, seed: seen.append(
+        np.array(tasks)) or sample(tasks, fn, seed)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    return seen
+
+
+def test_fixed_goals_keep_one_goal_across_iterations(tmp_path):
     def goals_seen(fixed, logdir):
-        cfg = TrainConfig(env_name="point", meta_batch_size=1, fast_batch_size=2,
-                          max_path_length=5, n_itr=2, logdir=str(logdir), fixed_goals=fixed,
-                          policy=PolicyConfig(hidden_sizes=(4,)),
-                          trpo=TRPOConfig(use_maml=False, hvp="exact", cg_iters=2))
-        trainer = Trainer(cfg)
-        seen = []
-        sample = trainer.sampler.sample
-        trainer.sampler.sample = lambda tasks, fn, seed: seen.append(
-            np.array(tasks)) or sample(tasks, fn, seed)
-        try:
-            trainer.train()
-        finally:
-            trainer.close()
-        return seen
+        return _tasks_sampled(_tiny_trpo_config(
+            logdir, env_name="point", meta_batch_size=1, fast_batch_size=2, max_path_length=5,
+            n_itr=2, fixed_goals=fixed))
 
     fixed = goals_seen(True, tmp_path / "fixed")
     assert len(fixed) == 2 and np.array_equal(fixed[0], fixed[1])
@@ -138,27 +145,15 @@ def test_backward_fraction_sets_the_training_mix_and_is_kept_on_resume(tmp_path)
     import json
 
     from maml_tf import run_folder
-    from rl.config import PolicyConfig, TrainConfig
-    from rl.maml_trpo import TRPOConfig
     from rl.trainer import Trainer
 
     def cfg(fraction, logdir):
-        return TrainConfig(env_name="cheetah_dir", meta_batch_size=20, fast_batch_size=1,
-                           max_path_length=2, n_itr=1, logdir=str(logdir),
-                           backward_fraction=fraction, policy=PolicyConfig(hidden_sizes=(4,)),
-                           trpo=TRPOConfig(use_maml=False, hvp="exact", cg_iters=2))
+        return _tiny_trpo_config(logdir, env_name="cheetah_dir", meta_batch_size=20,
+                                 fast_batch_size=1, max_path_length=2, n_itr=1,
+                                 backward_fraction=fraction)
 
     def tasks_seen(fraction, logdir):
-        trainer = Trainer(cfg(fraction, logdir))
-        seen = []
-        sample = trainer.sampler.sample
-        trainer.sampler.sample = lambda tasks, fn, seed: seen.append(
-            np.array(tasks)) or sample(tasks, fn, seed)
-        try:
-            trainer.train()
-        finally:
-            trainer.close()
-        return seen[0]
+        return _tasks_sampled(cfg(fraction, logdir))[0]
 
     few, half = tasks_seen(0.2, tmp_path / "few"), tasks_seen(0.5, tmp_path / "half")
     assert 0 < (few < 0).sum() < (half < 0).sum() and np.all(half[few < 0] < 0)
