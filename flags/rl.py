@@ -65,8 +65,9 @@ flags.DEFINE_boolean("fixed_goals", False, "draw the meta-batch's goals once (fr
                      "first one drawn); default: fresh goals every iteration")
 flags.DEFINE_float("backward_fraction", 0.5, "forward/backward tasks (cheetah_dir, ant_dir): "
                    "the share of the meta-batch's goal draws that mean backward. 0.5 as the "
-                   "released environments; the code that trained the paper's runs (maml_rl "
-                   "4d41869) had 0.2 for cheetah_dir and 2/15 for ant_dir (RL.md)")
+                   "released environments; the code committed the day the paper's numbers "
+                   "were written (maml_rl 4d41869) had 0.2 for cheetah_dir and 2/15 for "
+                   "ant_dir (RL.md)")
 flags.DEFINE_enum("advantage_scope", "task", ["task", "batch"],
                   "where the linear baseline is fitted and advantages centred: 'task' once "
                   "per task (maml_rl's MAML), 'batch' over every path of the batch at once "

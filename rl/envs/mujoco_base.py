@@ -213,11 +213,11 @@ class DirectionTasks:
     released environments); forward by default.
 
     ``backward_fraction`` moves that threshold to the given fraction of the range, so that
-    the same draws (the same seed) give the task mixes of earlier states of maml_rl: the
-    environments that made the paper's test results (commit 4d41869) called a draw below
-    0.4 backward, on test goals drawn from [0.1, 0.8] (3/7 of them backward) and training
-    goals drawn from [0, 2] (cheetah: 1/5) or [0, 3] (ant: 2/15). RL.md "Which tasks made
-    the paper's forward/backward numbers".
+    the same draws (the same seed) give the task mixes of an earlier state of maml_rl: the
+    code committed the day the paper's test results were written (4d41869) called a draw
+    below 0.4 backward, on test goals drawn from [0.1, 0.8] (3/7 of them backward) and
+    training goals drawn from [0, 2] (cheetah: 1/5) or [0, 3] (ant: 2/15). RL.md "Which tasks
+    made the paper's forward/backward numbers".
 
         >>> env = HalfCheetahDirEnv()                                 # draws 0.83, 1.44, 0.00
         >>> [float(t) for t in env.sample_tasks(3, np.random.RandomState(1))]
