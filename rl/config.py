@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rl.envs.registry import RELEASED_BACKWARD_FRACTION
 from rl.maml_trpo import TRPOConfig
 
 
@@ -31,7 +32,7 @@ class TrainConfig:
     fixed_goals: bool = False
     #: forward/backward tasks: the share of the goal draws that mean backward (0.5: the
     #: released environments; rl.envs.mujoco_base.DirectionTasks)
-    backward_fraction: float = 0.5
+    backward_fraction: float = RELEASED_BACKWARD_FRACTION
     #: where returns are fitted and advantages centred: "task" (maml_rl's process_samples,
     #: once per task) or "batch" (rllab's plain TRPO: the whole batch as one list of paths,
     #: rl.episodes.merge_tasks; use_maml=False only)
@@ -68,7 +69,7 @@ class EvalConfig:
     goal_seed: int = 1
     #: forward/backward tasks: the share of the test goal draws that mean backward (0.5: the
     #: released test scripts; 3/7: the goals behind the paper's numbers)
-    backward_fraction: float = 0.5
+    backward_fraction: float = RELEASED_BACKWARD_FRACTION
     seed: int = 0
     num_workers: int = 0
     method: str = "maml"

@@ -29,7 +29,7 @@ from maml_tf.checkpoint import IterationCheckpointer
 from maml_tf.distribute import DistributeError, build_strategy, check_meta_batch
 from maml_tf.stopping import NonFiniteError, StopSignals, children_ignore_interrupts
 from rl.config import TrainConfig
-from rl.envs.registry import make_env, sample_tasks
+from rl.envs.registry import RELEASED_BACKWARD_FRACTION, make_env, sample_tasks
 from rl.episodes import compute_advantages, merge_tasks
 from rl.adaptation import PolicyAdapter, to_sample_batch
 from rl.distribute import MirroredTRPO
@@ -51,7 +51,8 @@ FIXED_SETTINGS = {"env_name": "--env_name", "oracle": "--oracle", "use_maml": "-
                   "backward_fraction": "--backward_fraction"}
 # Fixed settings added after runs were recorded: a record without one means this value.
 FORMER_DEFAULTS = {"pretrain_optimizer": "trpo", "fixed_goals": False,
-                   "advantage_scope": "task", "backward_fraction": 0.5}
+                   "advantage_scope": "task",
+                   "backward_fraction": RELEASED_BACKWARD_FRACTION}
 
 
 def run_settings(cfg: TrainConfig) -> dict:

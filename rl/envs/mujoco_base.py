@@ -20,6 +20,7 @@ from absl import logging
 from gymnasium import spaces
 
 from rl.envs.base import TaskEnv, rescale_action
+from rl.envs.registry import RELEASED_BACKWARD_FRACTION
 
 GYMNASIUM_ASSETS = os.path.join(os.path.dirname(gym_mujoco.__file__), "assets")
 
@@ -231,7 +232,8 @@ class DirectionTasks:
     def default_task(self):
         return 1.0
 
-    def sample_tasks(self, num_tasks, rng, backward_fraction: float = 0.5):
+    def sample_tasks(self, num_tasks, rng,
+                     backward_fraction: float = RELEASED_BACKWARD_FRACTION):
         low, high = self.direction_draw_range
         draws = rng.uniform(low, high, size=(num_tasks,))
         return list(np.where(draws < low + backward_fraction * (high - low), -1.0, 1.0))
