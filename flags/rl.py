@@ -43,8 +43,9 @@ flags.DEFINE_enum("sampling", None, ["fixed", "per_task", "total"],
                   "--sampling_lanes paths at once, the last ones completed (rllab's parallel "
                   "sampler, the released locomotion scripts); 'total' one budget for the "
                   "whole meta-batch, one path per task at a time, unfinished paths dropped "
-                  "(maml_rl's VectorizedSampler, the released point script). Default: the "
-                  "released script's (total for point, per_task for locomotion)")
+                  "(maml_rl's VectorizedSampler: the released point script, and every run behind "
+                  "the paper, which predates the parallel sampler). Default: the released "
+                  "script's (total for point, per_task for locomotion)")
 flags.DEFINE_integer("sampling_lanes", None, "--sampling=per_task: paths rolled out at once "
                      "per task (rllab's n_parallel workers); default 8 as the released "
                      "locomotion scripts")

@@ -109,7 +109,9 @@ def released_sampling(env_name: str) -> tuple:
     """(mode, lanes) of the released training scripts: ``maml_trpo_point.py`` ran with
     ``n_parallel=1`` (VectorizedSampler: shared budget, one path per task at a time);
     ``cluster_maml_trpo_cheetah.py`` / ``_ant.py`` with ``n_parallel=8`` (per-task budget,
-    8 paths at once, the last ones completed: about 24 paths where 20 were asked)."""
+    8 paths at once, the last ones completed: about 24 paths where 20 were asked). The
+    runs behind the paper predate that parallel sampler (maml_rl d8435d4, 2017-07-19):
+    they all sampled as ``total``."""
     from rl.envs.registry import get_spec
     return ("total", 1) if get_spec(env_name).name == "point" else ("per_task", 8)
 

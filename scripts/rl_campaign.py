@@ -110,6 +110,20 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
             test_at="100") for seed in (2, 3)),
     RLRun("ant_vel_oracle", "rl_ant_vel_oracle", 550, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
+    # the same gap, the sampler: every run behind the paper (maml_rl before 2017-07-19,
+    # d8435d4 "implemented parallel sampler") sampled with the VectorizedSampler, one
+    # environment per task in lockstep on one shared budget (--sampling=total: exactly 20
+    # paths per half-cheetah task), not the released scripts' 24 (per_task, 8 lanes). Seed 1
+    # of the released mix sampled that way is cheetah_dir_maml (fixed: the same 20 paths,
+    # 163.4 after one step where per_task's seed 1 reached 120.0); seeds 2 and 3 for its
+    # spread, then the paper's April configuration whole (that sampler and a fifth of the
+    # training goals backward), three seeds
+    *(RLRun(f"cheetah_dir_maml_total_seed{seed}", "rl_cheetah_dir", 100,
+            ("--sampling=total", f"--seed={seed}", *_IN_PROCESS), _IN_PROCESS,
+            test_at="100") for seed in (2, 3)),
+    *(RLRun(f"cheetah_dir_maml_april_seed{seed}", "rl_cheetah_dir", 100,
+            ("--sampling=total", "--backward_fraction=0.2", f"--seed={seed}", *_IN_PROCESS),
+            _IN_PROCESS, test_at="100") for seed in (1, 2, 3)),
     # the same gap, second hypothesis: the released configuration with the exact
     # Hessian-vector product instead of the original's float32 finite difference, to see
     # whether the curvature estimate limits what meta-training reaches by iteration 100.
