@@ -2,6 +2,8 @@
 
     python -m rl.compare --results=logs/rl/point_maml/test_maml.pkl,logs/rl/point_pretrained/\
 test_pretrained.pkl --plot=docs/rl_point.png
+    python -m rl.compare --plot=seeds.png --results="released mix=logs/rl/cheetah_dir_maml_\
+seed1/test_maml.pkl,released mix=logs/rl/cheetah_dir_maml_seed2/test_maml.pkl"
 
 The command line of :mod:`maml_tf.reporting.rl` (tables and figures); paper numbers come from
 docs/paper_numbers.json (key ``rl_average_return``). For the point robot the plot also shows
@@ -12,23 +14,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from maml_tf.reporting.paper import DEFAULT_PAPER_NUMBERS, load_paper_numbers
-from maml_tf.reporting.rl import (comparison_table, load_results, plot_curves,
-                                  plot_trajectories)
+from maml_tf.reporting.rl import (comparison_table, group_table, load_results,
+                                  parse_result_specs, plot_curves, plot_trajectories)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", required=True,
-                        help="comma-separated result pickles written by rl.main --mode=test")
+                        help="comma-separated result pickles written by rl.main --mode=test, "
+                             "each optionally LABEL=PATH: runs sharing a label are one "
+                             "configuration's seeds, averaged in the figure and summarised "
+                             "below the table")
     parser.add_argument("--paper", default=DEFAULT_PAPER_NUMBERS,
                         help="paper_numbers.json (default: the copy in docs/)")
     parser.add_argument("--plot", default=None, help="PNG path for the curves (optional)")
     args = parser.parse_args(argv)
     try:
-        results = load_results([p for p in args.results.split(",") if p])
+        results = load_results(*parse_result_specs(args.results))
     except FileNotFoundError as error:
         parser.error(str(error))
     paper = {}
@@ -37,13 +43,16 @@ def main(argv=None) -> int:
     else:
         print(f"(paper numbers not found at {args.paper}; showing ours only)", file=sys.stderr)
     print(comparison_table(results, paper))
+    summary = group_table(results)
+    if summary:
+        print(summary)
     if args.plot:
         plot_curves(results, paper, args.plot)
         print(f"wrote {args.plot}")
         for result in results:
             if "trajectories" in result:
                 stem, ext = os.path.splitext(args.plot)
-                which = result["label"].replace(" (", "_").rstrip(")")   # method[_folder]
+                which = re.sub(r"\W+", "_", result["label"]).strip("_")   # method[_folder]
                 out = f"{stem}_trajectories_{which}{ext or '.png'}"
                 plot_trajectories(result, out)
                 print(f"wrote {out}")

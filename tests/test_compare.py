@@ -186,6 +186,39 @@ def test_rl_results_sharing_a_method_are_told_apart_by_their_folder(tmp_path):
         ["pretrained", "(point_pretrained_multitask)", "-30.00", "1.00"]]
 
 
+def test_rl_runs_sharing_a_label_are_one_configuration(tmp_path):
+    """LABEL=PATH entries: the runs of one label are summarised as their mean and sd over
+    runs per step and drawn as one curve; unlabelled results keep the automatic labels."""
+    import pickle
+
+    from maml_tf.reporting.rl import (group_table, groups, load_results,
+                                      parse_result_specs, plot_curves)
+    specs = []
+    for folder, label, curve in (("seed1", "mix", [-40.0, 120.0]),
+                                 ("seed2", "mix", [-50.0, 60.0]),
+                                 ("seed3", "mix", [-30.0, 150.0]),
+                                 ("fifth", "fifth", [-45.0, 220.0]),
+                                 ("plain", None, [-38.0, -12.0])):
+        os.makedirs(tmp_path / folder)
+        path = str(tmp_path / folder / "test_maml.pkl")
+        with open(path, "wb") as handle:
+            pickle.dump({"env_name": "cheetah_dir", "method": "maml", "paper_key": "none",
+                         "mean_per_step": curve, "std_per_step": [1.0, 1.0]}, handle)
+        specs.append(f"{label}={path}" if label else path)
+    paths, labels = parse_result_specs(",".join(specs) + ",")
+    assert labels == ["mix", "mix", "mix", "fifth", None] and paths[-1].endswith("test_maml.pkl")
+    results = load_results(paths, labels)
+    assert [(label, len(runs)) for _, label, runs in groups(results)] == [
+        ("mix", 3), ("fifth", 1), ("maml (plain)", 1)]
+    summary = group_table(results).splitlines()
+    assert len(summary) == 1    # only the configuration with several runs
+    assert "mix: 3 runs" in summary[0] and "-40.00 (10.00) / 110.00 (45.83)" in summary[0]
+    plot_curves(results, {}, str(tmp_path / "curves.png"))
+    assert os.path.getsize(tmp_path / "curves.png") > 10_000
+    with pytest.raises(ValueError, match="2 labels for 1 result files"):
+        load_results(paths[:1], ["a", "b"])
+
+
 def _recorded_run(directory, preset_name, accuracy, record_as=None, **changes):
     """A tested classification run in ``directory`` with its config.json, as a training of
     ``preset_name``'s flags (with ``changes``) and ``--experiment=record_as`` writes it."""

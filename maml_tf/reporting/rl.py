@@ -13,24 +13,77 @@ import numpy as np
 
 COLORS = {"maml": "tab:blue", "pretrained": "tab:orange", "random": "tab:green",
           "oracle": "tab:red"}
+# the variants of one method (its color): marker and line style, in the order drawn
+VARIANT_STYLES = ("^:", "v-.", "D:", "x-.", "P:", "*-.")   # dashed: the paper
 
 
-def load_results(paths: list) -> list:
+def load_results(paths: list, labels: list | None = None) -> list:
     """The result pickles, each labelled for the table and the plots: its method, or, when
     two results of one task share a method (e.g. the pretrained baseline and its multitask
-    variant), its method and run folder."""
+    variant), its method and run folder. ``labels`` (one per path, None for the automatic
+    one) names runs explicitly: results of one task with the same label are one
+    configuration's runs (seeds), drawn as their mean (see :func:`plot_curves`)."""
+    labels = list(labels) if labels is not None else [None] * len(paths)
+    if len(labels) != len(paths):
+        raise ValueError(f"{len(labels)} labels for {len(paths)} result files")
     results = []
     for path in paths:
         if not os.path.exists(path):
             raise FileNotFoundError(f"results file not found: {path}")
         with open(path, "rb") as handle:
             results.append(pickle.load(handle))
-    for path, result in zip(paths, results):
+    for path, result, label in zip(paths, results, labels):
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        result["folder"] = folder
+        if label:
+            result["label"], result["group"] = label, True
+            continue
         shared = [r for r in results if (r["env_name"], r["method"]) ==
                   (result["env_name"], result["method"])]
-        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
         result["label"] = result["method"] + (f" ({folder})" if len(shared) > 1 else "")
     return results
+
+
+def parse_result_specs(text: str) -> tuple:
+    """``[LABEL=]PATH,...`` -> (paths, labels); a label names a configuration, and the runs
+    sharing one are averaged in the figure (``maml seeds=a.pkl,maml seeds=b.pkl``)."""
+    paths, labels = [], []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        label, sep, path = entry.partition("=")
+        if not sep or os.sep in label:
+            label, path = None, entry
+        paths.append(path)
+        labels.append(label.strip() if label else None)
+    return paths, labels
+
+
+def groups(results: list) -> list:
+    """[(env_name, label, [results])] in first-seen order: the runs of each explicitly
+    labelled configuration (and each other result alone)."""
+    found = {}
+    for index, result in enumerate(results):
+        key = ((result["env_name"], _label(result)) if result.get("group")
+               else (result["env_name"], index))
+        found.setdefault(key, []).append(result)
+    return [(runs[0]["env_name"], _label(runs[0]), runs) for runs in found.values()]
+
+
+def group_table(results: list) -> str:
+    """Mean (standard deviation over runs, ddof 1) per step of every labelled configuration
+    with more than one run: the spread that seeds give, which a single test's spread over
+    goals does not."""
+    lines = []
+    for env, label, runs in groups(results):
+        if len(runs) < 2:
+            continue
+        means = np.array([run["mean_per_step"] for run in runs], dtype=np.float64)
+        cells = " / ".join(f"{m:.2f} ({s:.2f})" for m, s in
+                           zip(means.mean(axis=0), means.std(axis=0, ddof=1)))
+        lines.append(f"{env:<14} {label}: {len(runs)} runs, mean (sd over runs) per step: "
+                     f"{cells}")
+    return "\n".join(lines)
 
 
 def _label(result: dict) -> str:
@@ -66,7 +119,10 @@ def comparison_table(results: list, paper: dict) -> str:
 
 
 def plot_curves(results: list, paper: dict, path: str) -> None:
-    """Average return vs number of gradient steps, ours (solid) and the paper's (dashed)."""
+    """Average return vs number of gradient steps, ours (solid; variants of a method dotted
+    or dash-dotted in its color, each with its own marker) and the paper's (dashed). A
+    labelled configuration with several runs is drawn as their mean, each run faintly and
+    the band between the lowest and highest."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -76,26 +132,38 @@ def plot_curves(results: list, paper: dict, path: str) -> None:
     fig, axes = plt.subplots(1, len(envs), figsize=(7.5 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs):
         drawn = set()   # a method's paper curve once, also beside a variant of the method
-        for result in [r for r in results if r["env_name"] == env]:
-            color = COLORS.get(result["method"], None)
-            steps = np.arange(len(result["mean_per_step"]))
-            variant = _label(result) != result["method"]
-            if result["method"] == "oracle":
+        variants = {}   # method -> labels of its variants drawn so far (their styles)
+        for _, label, runs in [g for g in groups(results) if g[0] == env]:
+            method = runs[0]["method"]
+            color = COLORS.get(method, None)
+            style = "o-"
+            if label != method:
+                index = variants.setdefault(method, []).__len__()
+                variants[method].append(label)
+                style = VARIANT_STYLES[index % len(VARIANT_STYLES)]
+            curves = np.array([run["mean_per_step"] for run in runs], dtype=np.float64)
+            mean = curves.mean(axis=0)
+            name = f"{label} (ours" + (f", mean of {len(runs)})" if len(runs) > 1 else ")")
+            if method == "oracle":
                 # the original evaluated the oracle without adaptation (step size 0)
-                ax.axhline(result["mean_per_step"][0], color=color, ls=":" if variant else "-",
-                           label=f"{_label(result)} (ours)")
+                ax.axhline(mean[0], color=color, ls=style[1:], label=name)
             else:
-                ax.plot(steps, result["mean_per_step"], "^:" if variant else "o-", color=color,
-                        label=f"{_label(result)} (ours)")
-            reference = paper_entry(paper, result)
-            if reference is not None and result["method"] not in drawn:
-                drawn.add(result["method"])
+                steps = np.arange(curves.shape[1])
+                ax.plot(steps, mean, style, color=color, label=name)
+                if len(runs) > 1:   # each run faintly, and the band between them
+                    for curve in curves:
+                        ax.plot(steps, curve, style[1:], color=color, alpha=0.3, lw=0.8)
+                    ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0),
+                                    color=color, alpha=0.08)
+            reference = paper_entry(paper, runs[0])
+            if reference is not None and method not in drawn:
+                drawn.add(method)
                 means = reference[0]
                 if len(means) == 1:
-                    ax.axhline(means[0], ls="--", color=color, label=f"{result['method']} (paper)")
+                    ax.axhline(means[0], ls="--", color=color, label=f"{method} (paper)")
                 else:
                     ax.plot(np.arange(len(means)), means, "s--", color=color, alpha=0.7,
-                            label=f"{result['method']} (paper)")
+                            label=f"{method} (paper)")
         ax.set_title(env)
         ax.set_xlabel("number of gradient steps")
         ax.set_ylabel("average return")
