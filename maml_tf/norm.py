@@ -79,42 +79,88 @@ def batch_norm_over(x: tf.Tensor, offset: tf.Tensor, axes: tuple[int, ...]) -> t
     return normalise(x, offset)
 
 
-def _input_gradient(dy, x, xhat, rstd, mean):
-    """``dx = rstd * P(dy)`` with ``P(z) = z - mean(z) - xhat * mean(z * xhat)``, as a function
-    of (dy, x) whose own derivative (what second-order MAML differentiates) is written out:
-    for a cotangent ``u`` of dx, d/d(dy) = ``rstd * P(u)`` (P is symmetric) and
+def _projection(z, xhat, mean):
+    """``(P(z), mean(z), mean(z * xhat))`` with ``P(z) = z - mean(z) - xhat * mean(z * xhat)``:
+    batch norm's input gradient is ``rstd * P(dy)``."""
+    z_mean, z_xhat = mean(z), mean(z * xhat)
+    return z - z_mean - xhat * z_xhat, z_mean, z_xhat
+
+
+def _second_derivative(u, dy, xhat, rstd, mean, dy_terms):
+    """The derivative of ``dx = rstd * P(dy)`` as a function of (dy, x), against a cotangent
+    ``u`` of dx: d/d(dy) = ``rstd * P(u)`` (P is symmetric) and
     d/dx = ``-rstd^2 * (c * xhat + mean(u * xhat) * P(dy) + mean(dy * xhat) * P(u))`` with
     ``c = mean(u * dy) - mean(dy) * mean(u) - mean(dy * xhat) * mean(u * xhat)``, from
-    d rstd / dx = -rstd^2 xhat / n and d<z, xhat>/dx = rstd P(z)."""
+    d rstd / dx = -rstd^2 xhat / n and d<z, xhat>/dx = rstd P(z). ``dy_terms`` is
+    ``_projection(dy, xhat, mean)``."""
+    projected_dy, dy_mean, dy_xhat = dy_terms
+    projected_u, u_mean, u_xhat = _projection(u, xhat, mean)
+    c = mean(u * dy) - dy_mean * u_mean - dy_xhat * u_xhat
+    d_x = -tf.square(rstd) * (c * xhat + u_xhat * projected_dy + dy_xhat * projected_u)
+    return rstd * projected_u, d_x
+
+
+def _input_gradient(dy, x, xhat, rstd, mean):
+    """``dx = rstd * P(dy)`` as a function of (dy, x) whose own derivative (what second-order
+    MAML differentiates) is written out (:func:`_second_derivative`)."""
     @tf.custom_gradient
     def input_gradient(dy, x):
-        dy_mean, dy_xhat = mean(dy), mean(dy * xhat)
-        projected_dy = dy - dy_mean - xhat * dy_xhat
+        dy_terms = _projection(dy, xhat, mean)
 
         def second_order(u):
-            u_mean, u_xhat = mean(u), mean(u * xhat)
-            projected_u = u - u_mean - xhat * u_xhat
-            c = mean(u * dy) - dy_mean * u_mean - dy_xhat * u_xhat
-            d_x = -tf.square(rstd) * (c * xhat + u_xhat * projected_dy + dy_xhat * projected_u)
-            return rstd * projected_u, d_x
-        return rstd * projected_dy, second_order
+            return _second_derivative(u, dy, xhat, rstd, mean, dy_terms)
+        return rstd * dy_terms[0], second_order
     return input_gradient(dy, x)
 
 
 def fused_batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    """:func:`batch_norm_over` of an NHWC tensor (statistics over N, H, W) as one fused kernel.
+    """:func:`batch_norm_over` of an NHWC tensor (statistics over N, H, W) with oneDNN's fused
+    kernels for the forward pass and the input gradient.
 
     Why: on the folded MiniImagenet activations (84 x 84 x tasks*32 per image) the element-wise
     chain of the exact form is about a third of a first-order meta-iteration's kernel time;
-    oneDNN's fused kernels do the forward and the backward in one pass each. Same function and
-    derivatives (float32 rounding 2-3x the exact form's, about 3e-5 relative on MiniImagenet
-    shapes), to second order too: TensorFlow differentiates the fused gradient kernel by
-    recomputing the batch moments from ``x`` (``nn_grad._BatchNormGrad``), and the second-order
-    meta-gradient through it matches the per-task network's (tests/test_conv_paths.py).
+    the fused kernels do the forward and the backward in one pass each. The second
+    derivative, which only second-order MAML asks for, is the written-out closed form
+    (:func:`_second_derivative`, the batch moments recomputed from ``x``): TensorFlow's own
+    derivative of the fused gradient kernel (``nn_grad._BatchNormGrad`` differentiated by
+    autodiff) took about 8% more time per second-order MiniImagenet meta-iteration (session
+    16, docs/RESULTS.md). Same function and derivatives (float32 rounding 2-3x the exact
+    form's, about 3e-5 relative on MiniImagenet shapes); tests/test_conv_paths.py holds the
+    second-order meta-gradient through it to the per-task network's.
     """
-    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        x, tf.ones_like(offset), offset, epsilon=BATCH_NORM_EPSILON, is_training=True)
-    return y
+    axes = [0, 1, 2]
+
+    def mean(z):
+        return tf.reduce_mean(z, axes, keepdims=True)
+
+    @tf.custom_gradient
+    def normalise(x, offset):
+        ones, empty = tf.ones_like(offset), tf.constant([], x.dtype)
+        y, _, _, reserve_1, reserve_2, reserve_3 = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=ones, offset=offset, mean=empty, variance=empty,
+            epsilon=BATCH_NORM_EPSILON, exponential_avg_factor=1.0, data_format="NHWC",
+            is_training=True)
+
+        def grad(dy):
+            # the kernel's offset gradient, sum(dy), comes with dx: no extra pass over dy
+            @tf.custom_gradient
+            def gradients(dy, x):
+                dx, _, d_offset = tf.raw_ops.FusedBatchNormGradV3(
+                    y_backprop=dy, x=x, scale=ones, reserve_space_1=reserve_1,
+                    reserve_space_2=reserve_2, reserve_space_3=reserve_3,
+                    epsilon=BATCH_NORM_EPSILON, data_format="NHWC", is_training=True)[:3]
+
+                def second_order(u, u_offset):
+                    moment1, variance = exact_moments(x, axes)
+                    rstd = tf.math.rsqrt(variance + BATCH_NORM_EPSILON)
+                    xhat = (x - moment1) * rstd
+                    d_dy, d_x = _second_derivative(u, dy, xhat, rstd, mean,
+                                                   _projection(dy, xhat, mean))
+                    return d_dy + u_offset, d_x    # d sum(dy) / d(dy): u_offset broadcast
+                return (dx, d_offset), second_order
+            return gradients(dy, x)
+        return y, grad
+    return normalise(x, offset)
 
 
 def batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
