@@ -110,7 +110,7 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
             test_at="100") for seed in (2, 3)),
     RLRun("ant_vel_oracle", "rl_ant_vel_oracle", 550, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
-    # the same gap, the sampler: every run behind the paper (maml_rl before 2017-07-19,
+    # the same gap, second hypothesis, the sampler: every run behind the paper (maml_rl before 2017-07-19,
     # d8435d4 "implemented parallel sampler") sampled with the VectorizedSampler, one
     # environment per task in lockstep on one shared budget (--sampling=total: exactly 20
     # paths per half-cheetah task), not the released scripts' 24 (per_task, 8 lanes). Seed 1
@@ -124,7 +124,7 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
     *(RLRun(f"cheetah_dir_maml_april_seed{seed}", "rl_cheetah_dir", 100,
             ("--sampling=total", "--backward_fraction=0.2", f"--seed={seed}", *_IN_PROCESS),
             _IN_PROCESS, test_at="100") for seed in (1, 2, 3)),
-    # the same gap, second hypothesis: the released configuration with the exact
+    # the same gap, third hypothesis: the released configuration with the exact
     # Hessian-vector product instead of the original's float32 finite difference, to see
     # whether the curvature estimate limits what meta-training reaches by iteration 100.
     # Before the ant's MAML: an hour, not a day. Seed 1, the default, as
