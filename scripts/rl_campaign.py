@@ -110,14 +110,14 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
             test_at="100") for seed in (2, 3)),
     RLRun("ant_vel_oracle", "rl_ant_vel_oracle", 550, _IN_PROCESS, _IN_PROCESS,
           test_at="latest"),
-    # the same gap, second hypothesis, the sampler: every run behind the paper (maml_rl before 2017-07-19,
-    # d8435d4 "implemented parallel sampler") sampled with the VectorizedSampler, one
-    # environment per task in lockstep on one shared budget (--sampling=total: exactly 20
-    # paths per half-cheetah task), not the released scripts' 24 (per_task, 8 lanes). Seed 1
-    # of the released mix sampled that way is cheetah_dir_maml (fixed: the same 20 paths,
-    # 163.4 after one step where per_task's seed 1 reached 120.0); seeds 2 and 3 for its
-    # spread, then the paper's April configuration whole (that sampler and a fifth of the
-    # training goals backward), three seeds
+    # the same gap, second hypothesis, the sampler: every run behind the paper (maml_rl
+    # before 2017-07-19, d8435d4 "implemented parallel sampler") sampled with the
+    # VectorizedSampler, one environment per task in lockstep on one shared budget
+    # (--sampling=total: exactly 20 paths per half-cheetah task), not the released scripts'
+    # 24 (per_task, 8 lanes). Seed 1 of the released mix sampled that way is
+    # cheetah_dir_maml (fixed: the same 20 paths, 163.4 after one step where per_task's seed
+    # 1 reached 120.0); seeds 2 and 3 for its spread, then the paper's April configuration
+    # whole (that sampler and a fifth of the training goals backward), three seeds
     *(RLRun(f"cheetah_dir_maml_total_seed{seed}", "rl_cheetah_dir", 100,
             ("--sampling=total", f"--seed={seed}", *_IN_PROCESS), _IN_PROCESS,
             test_at="100") for seed in (2, 3)),
