@@ -121,12 +121,13 @@ def fused_batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
     chain of the exact form is about a third of a first-order meta-iteration's kernel time;
     the fused kernels do the forward and the backward in one pass each. The second
     derivative, which only second-order MAML asks for, is the written-out closed form
-    (:func:`_second_derivative`, the batch moments recomputed from ``x``): TensorFlow's own
+    (:func:`_fused_second_derivative`, reusing what the kernels computed): TensorFlow's own
     derivative of the fused gradient kernel (``nn_grad._BatchNormGrad`` differentiated by
-    autodiff) took about 8% more time per second-order MiniImagenet meta-iteration (session
+    autodiff) took about 1.2x the time per second-order MiniImagenet meta-iteration (session
     16, docs/RESULTS.md). Same function and derivatives (float32 rounding 2-3x the exact
-    form's, about 3e-5 relative on MiniImagenet shapes); tests/test_conv_paths.py holds the
-    second-order meta-gradient through it to the per-task network's.
+    form's, about 3e-5 relative on MiniImagenet shapes); tests/test_conv_paths.py holds them
+    to the exact form, and the second-order meta-gradient through it to the per-task
+    network's.
     """
     axes = [0, 1, 2]
 
@@ -136,7 +137,7 @@ def fused_batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
     @tf.custom_gradient
     def normalise(x, offset):
         ones, empty = tf.ones_like(offset), tf.constant([], x.dtype)
-        y, _, _, reserve_1, reserve_2, reserve_3 = tf.raw_ops.FusedBatchNormV3(
+        y, batch_mean, _, reserve_1, reserve_2, reserve_3 = tf.raw_ops.FusedBatchNormV3(
             x=x, scale=ones, offset=offset, mean=empty, variance=empty,
             epsilon=BATCH_NORM_EPSILON, exponential_avg_factor=1.0, data_format="NHWC",
             is_training=True)
@@ -145,22 +146,40 @@ def fused_batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
             # the kernel's offset gradient, sum(dy), comes with dx: no extra pass over dy
             @tf.custom_gradient
             def gradients(dy, x):
-                dx, _, d_offset = tf.raw_ops.FusedBatchNormGradV3(
+                dx, d_scale, d_offset = tf.raw_ops.FusedBatchNormGradV3(
                     y_backprop=dy, x=x, scale=ones, reserve_space_1=reserve_1,
                     reserve_space_2=reserve_2, reserve_space_3=reserve_3,
                     epsilon=BATCH_NORM_EPSILON, data_format="NHWC", is_training=True)[:3]
 
                 def second_order(u, u_offset):
-                    moment1, variance = exact_moments(x, axes)
-                    rstd = tf.math.rsqrt(variance + BATCH_NORM_EPSILON)
-                    xhat = (x - moment1) * rstd
-                    d_dy, d_x = _second_derivative(u, dy, xhat, rstd, mean,
-                                                   _projection(dy, xhat, mean))
-                    return d_dy + u_offset, d_x    # d sum(dy) / d(dy): u_offset broadcast
+                    return _fused_second_derivative(u, u_offset, x, y, offset, batch_mean,
+                                                    dy, dx, d_scale, d_offset, mean)
                 return (dx, d_offset), second_order
             return gradients(dy, x)
         return y, grad
     return normalise(x, offset)
+
+
+def _fused_second_derivative(u, u_offset, x, y, offset, batch_mean, dy, dx, d_scale,
+                             d_offset, mean):
+    """:func:`_second_derivative` for the fused kernel, against cotangents (u, u_offset) of
+    its gradients (dx, d_offset = sum(dy)), in fewer passes over the activations. The fused
+    kernels already hold ``xhat = y - offset``, the batch mean, ``mean(dy) = d_offset / n``,
+    ``mean(dy * xhat) = d_scale / n`` and ``P(dy) = dx / rstd``; with the per-channel factors
+    gathered first, the same expressions expand to d/dx = ``-rstd^2 (c - mean(dy xhat)
+    mean(u xhat)) xhat - rstd mean(u xhat) dx - rstd^2 mean(dy xhat) (u - mean(u))`` and
+    d/d(dy) = ``rstd (u - mean(u) - mean(u xhat) xhat) + u_offset``."""
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+    rstd = tf.math.rsqrt(mean(tf.math.squared_difference(x, batch_mean)) + BATCH_NORM_EPSILON)
+    xhat = y - offset
+    dy_mean, dy_xhat = d_offset / count, d_scale / count
+    u_mean, u_xhat = mean(u), mean(u * xhat)
+    c = mean(u * dy) - dy_mean * u_mean - dy_xhat * u_xhat
+    rstd2 = tf.square(rstd)
+    d_x = ((-rstd2 * (c - dy_xhat * u_xhat)) * xhat + (-rstd * u_xhat) * dx
+           + (-rstd2 * dy_xhat) * u + rstd2 * dy_xhat * u_mean)
+    d_dy = rstd * u - (rstd * u_xhat) * xhat + (u_offset - rstd * u_mean)
+    return d_dy, d_x
 
 
 def batch_norm(x: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
