@@ -35,6 +35,7 @@ from numpy import prod as np_prod
 
 from maml_tf import core
 from maml_tf import norm as norm_lib
+from maml_tf import pooling
 
 
 class MetaModel(keras.Model):
@@ -256,7 +257,7 @@ def max_pool_2x2(x):
     """2x2 'VALID' max-pool, stride 2, on [T, B, H, W, C] activations."""
     num_tasks, batch = tf.shape(x)[0], tf.shape(x)[1]
     flat = tf.reshape(x, tf.concat([[num_tasks * batch], tf.shape(x)[2:]], axis=0))
-    pooled = tf.nn.max_pool2d(flat, ksize=2, strides=2, padding="VALID")
+    pooled = pooling.max_pool_2x2(flat)
     return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
 
 
@@ -314,7 +315,7 @@ def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max
             raise ValueError(f"unknown norm {norm!r}; expected one of {norm_lib.NORMS}")
         hidden = activation(hidden) if activation is not None else hidden
         if max_pool:
-            hidden = tf.nn.max_pool2d(hidden, ksize=2, strides=2, padding="VALID")
+            hidden = pooling.max_pool_2x2(hidden)
     height, width = hidden.shape[1], hidden.shape[2]
     hidden = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
     return tf.transpose(hidden, [3, 0, 1, 2, 4])
