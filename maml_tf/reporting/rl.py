@@ -33,13 +33,12 @@ def load_results(paths: list, labels: list | None = None) -> list:
         with open(path, "rb") as handle:
             results.append(pickle.load(handle))
     for path, result, label in zip(paths, results, labels):
-        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-        result["folder"] = folder
         if label:
             result["label"], result["group"] = label, True
             continue
         shared = [r for r in results if (r["env_name"], r["method"]) ==
                   (result["env_name"], result["method"])]
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
         result["label"] = result["method"] + (f" ({folder})" if len(shared) > 1 else "")
     return results
 
@@ -138,9 +137,9 @@ def plot_curves(results: list, paper: dict, path: str) -> None:
             color = COLORS.get(method, None)
             style = "o-"
             if label != method:
-                index = variants.setdefault(method, []).__len__()
-                variants[method].append(label)
-                style = VARIANT_STYLES[index % len(VARIANT_STYLES)]
+                drawn_variants = variants.setdefault(method, [])
+                style = VARIANT_STYLES[len(drawn_variants) % len(VARIANT_STYLES)]
+                drawn_variants.append(label)
             curves = np.array([run["mean_per_step"] for run in runs], dtype=np.float64)
             mean = curves.mean(axis=0)
             name = f"{label} (ours" + (f", mean of {len(runs)})" if len(runs) > 1 else ")")
