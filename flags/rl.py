@@ -65,8 +65,9 @@ flags.DEFINE_boolean("fixed_goals", False, "draw the meta-batch's goals once (fr
                      "and keep them in every iteration, as plain TRPO on maml_rl's "
                      "goal-randomised environments did (reset without a goal keeps the "
                      "first one drawn); default: fresh goals every iteration")
-flags.DEFINE_float("backward_fraction", RELEASED_BACKWARD_FRACTION, "forward/backward tasks (cheetah_dir, ant_dir): "
-                   "the share of the meta-batch's goal draws that mean backward. 0.5 as the "
+flags.DEFINE_float("backward_fraction", RELEASED_BACKWARD_FRACTION,
+                   "forward/backward tasks (cheetah_dir, ant_dir): the share of the "
+                   "meta-batch's goal draws that mean backward. 0.5 as the "
                    "released environments; the code committed the day the paper's numbers "
                    "were written (maml_rl 4d41869) had 0.2 for cheetah_dir and 2/15 for "
                    "ant_dir (RL.md)")
@@ -155,8 +156,9 @@ flags.DEFINE_float("test_fast_lr", None, "first test step size; default as the r
                    "(others); random 0.5 (point), 0.1 (cheetah_vel), 1.0 (others); oracle 0")
 flags.DEFINE_float("test_lr_decay", None, "later test steps use test_fast_lr * this; default "
                    "0.5 (0.01 for ant_dir, as its released test script)")
-flags.DEFINE_float("test_backward_fraction", RELEASED_BACKWARD_FRACTION, "forward/backward tasks: the share of the "
-                   "test goal draws that mean backward. 0.5 as the released test scripts "
+flags.DEFINE_float("test_backward_fraction", RELEASED_BACKWARD_FRACTION,
+                   "forward/backward tasks: the share of the test goal draws that mean "
+                   "backward. 0.5 as the released test scripts "
                    "(ant_dir: 25 of 40 goals backward); 3/7 (0.428571) the goals behind the "
                    "paper's numbers (ant_dir: 20 of 40; cheetah_dir: the same 22 either way)")
 flags.DEFINE_integer("test_goal_seed", None, "numpy seed of the test goals; default 1 (2 for "
