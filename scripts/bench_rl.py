@@ -6,11 +6,14 @@ seconds per meta-iteration. Prints medians (and writes JSON with --out).
     .venv/bin/python scripts/bench_rl.py --trpo_steps=5 --distribute=none,mirrored
 
 Sampling uses the real path (TensorFlow policy, one evaluation per time step for all envs).
-MuJoCo stepping counts control steps (the cheetah: 1 simulator step, the ant: 2).
+MuJoCo stepping counts control steps (one simulator step each: the cheetah's 0.01 s, the
+ant's 0.02 s RK4 step as rllab's model). Meta-iterations and TRPO steps run with the
+settings the task's MAML preset trains with (``preset_train_config``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -76,17 +79,33 @@ def sampling(env_name: str, tasks: int, episodes: int, workers: int, repeats: in
     return float(np.median(rates))
 
 
+def preset_train_config(env_name: str, **overrides):
+    """The ``TrainConfig`` that ``./run.sh rl_ENV`` (MAML) trains with, then ``overrides``
+    (TrainConfig fields; ``logdir`` a fresh temporary folder unless given).
+
+    Why through the preset and rl.main's flags instead of ``TrainConfig(...)``: a meta-step's
+    time depends on its settings (the FD step, the product, the sampler, the step size), so a
+    benchmark with other settings times another algorithm. Before session 17 this script used
+    ``TRPOConfig``'s defaults (FD step 1e-8 where training passes 1.0; the FD product for the
+    point robot, which trains with the exact one): the ant's line searches rejected every
+    step after 15 backtracks, and the point robot timed a product it does not train with.
+    """
+    from absl import flags as absl_flags
+
+    import rl.main
+    from flags.experiments import preset_args
+    flag_values = absl_flags.FLAGS
+    flag_values.unparse_flags()
+    flag_values([sys.argv[0], *preset_args(f"rl_{env_name}")])
+    cfg = rl.main.train_config()
+    overrides.setdefault("logdir", tempfile.mkdtemp(prefix="bench_rl_"))
+    return dataclasses.replace(cfg, resume=False, **overrides)
+
+
 def meta_iterations(env_name: str, tasks: int, episodes: int, workers: int, iters: int):
-    from rl.config import TrainConfig
-    from rl.envs.registry import get_spec
-    from rl.maml_trpo import TRPOConfig
-    from flags.experiments import task_defaults
     from rl.trainer import Trainer
-    fast_lr = task_defaults(env_name)["fast_lr"]   # the presets' per-task default
-    cfg = TrainConfig(env_name=env_name, meta_batch_size=tasks, fast_batch_size=episodes,
-                      max_path_length=get_spec(env_name).horizon, n_itr=iters,
-                      logdir=tempfile.mkdtemp(prefix="bench_rl_"), num_workers=workers,
-                      trpo=TRPOConfig(fast_lr=fast_lr))
+    cfg = preset_train_config(env_name, meta_batch_size=tasks, fast_batch_size=episodes,
+                              n_itr=iters, num_workers=workers)
     trainer = Trainer(cfg)
     try:
         history = trainer.train()
@@ -94,7 +113,10 @@ def meta_iterations(env_name: str, tasks: int, episodes: int, workers: int, iter
         trainer.close()
     later = history[1:] or history   # the first iteration includes tracing
     keys = ("time_iteration", "time_sampling", "time_meta_step", "env_steps_per_second")
-    return {key: float(np.median([h[key] for h in later])) for key in keys}
+    result = {key: float(np.median([h[key] for h in later])) for key in keys}
+    result["backtracks"] = float(np.median([h["backtracks"] for h in later]))
+    result["accepted"] = int(sum(bool(h["accepted"]) for h in history))
+    return result
 
 
 def trpo_steps(env_name: str, tasks: int, episodes: int, distribute: str, devices: int,
@@ -105,18 +127,10 @@ def trpo_steps(env_name: str, tasks: int, episodes: int, distribute: str, device
     every repetition does the same work. Runs in its own process (logical devices)."""
     from maml_tf.distribute import build_strategy
     build_strategy(distribute, devices)   # before TensorFlow's first operation
-    from flags.experiments import task_defaults
-    from rl.config import TrainConfig
-    from rl.envs.registry import get_spec
-    from rl.maml_trpo import TRPOConfig
     from rl.trainer import Trainer
-    defaults = task_defaults(env_name)
-    cfg = TrainConfig(env_name=env_name, meta_batch_size=tasks, fast_batch_size=episodes,
-                      max_path_length=get_spec(env_name).horizon, n_itr=1,
-                      sampling=defaults["sampling"], sampling_lanes=defaults["sampling_lanes"],
-                      logdir=tempfile.mkdtemp(prefix="bench_rl_"), num_workers=0,
-                      distribute=distribute, num_cpu_devices=devices,
-                      trpo=TRPOConfig(fast_lr=defaults["fast_lr"], hvp=defaults["hvp"]))
+    cfg = preset_train_config(env_name, meta_batch_size=tasks, fast_batch_size=episodes,
+                              n_itr=1, num_workers=0, distribute=distribute,
+                              num_cpu_devices=devices)
     trainer = Trainer(cfg)
     try:
         learner, captured = trainer.learner, []
@@ -134,7 +148,7 @@ def trpo_steps(env_name: str, tasks: int, episodes: int, distribute: str, device
     finally:
         trainer.close()
     return {"ms_per_trpo_step": float(np.median(times)), "ms_all": times,
-            "backtracks": backtracks, "hvp": defaults["hvp"],
+            "backtracks": backtracks, "hvp": cfg.trpo.hvp,
             "replicas": trainer.learner.num_replicas if distribute != "none" else 1}
 
 
