@@ -19,7 +19,8 @@ from maml_tf.config import ExperimentConfig, experiment_name
 from maml_tf.export import export_saved_model
 from maml_tf.learner import MetaLearner
 from maml_tf.maml import InnerLoopSpec
-from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel, fused_batch_norm_default
+from maml_tf.conv_paths import fused_batch_norm_default
+from maml_tf.models import ConvNet, FullyConnectedNet, MetaModel
 from maml_tf.sources import MakeSources, ModelShape
 
 NO_CONV_HIDDEN = (256, 128, 64, 64)

@@ -13,7 +13,7 @@ the task dimension folded into the channels. Because tasks never interact, the g
 so one tape gives every task's inner step at once. This was measured at 1.4-2x faster than a
 per-task loop and traces in seconds instead of minutes (see docs/RESULTS.md). The conv net can
 go further and keep the tasks folded into the channels through all four blocks
-(``conv_impl="folded"``, :func:`folded_conv_blocks`), which saves the layout copies around
+(``conv_impl="folded"``, :mod:`maml_tf.conv_paths`), which saves the layout copies around
 every convolution.
 
 Weight names and initialisers follow the original: ``w1..`` / ``b1..`` for fully connected
@@ -23,9 +23,6 @@ for the flattened MiniImagenet head).
 """
 from __future__ import annotations
 
-import functools
-import os
-import re
 from typing import Optional, Sequence
 
 import keras
@@ -35,7 +32,10 @@ from numpy import prod as np_prod
 
 from maml_tf import core
 from maml_tf import norm as norm_lib
-from maml_tf import pooling
+from maml_tf.conv_paths import (AUTO_CONV_IMPL, CONV_IMPLS, fallback_message,
+                                folded_conv_blocks, grouped_conv2d,
+                                grouped_conv_gradients_available, max_pool_2x2,
+                                per_task_conv2d)
 
 
 class MetaModel(keras.Model):
@@ -174,163 +174,6 @@ class FullyConnectedNet(MetaModel):
         return _dense(hidden, params[f"w{last}"], params[f"b{last}"])
 
 
-def grouped_conv2d(x, kernels, strides: int):
-    """Task-batched 'SAME' convolution as one grouped convolution.
-
-    x [T, B, H, W, C], kernels [T, 3, 3, C, F] -> [T, B, H', W', F]. The task axis is folded
-    into the channel axis (T*C input channels, T groups), which TensorFlow's CPU kernels run
-    as one op and differentiate twice.
-    """
-    num_tasks = tf.shape(x)[0]
-    batch, height, width, channels = (tf.shape(x)[1], x.shape[2], x.shape[3], x.shape[4])
-    filters = kernels.shape[-1]
-    folded = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]),
-                        [batch, height, width, num_tasks * channels])
-    folded_kernel = tf.reshape(tf.transpose(kernels, [1, 2, 3, 0, 4]),
-                               [3, 3, channels, num_tasks * filters])
-    out = tf.nn.conv2d(folded, folded_kernel, strides=strides, padding="SAME")
-    out_h, out_w = out.shape[1], out.shape[2]
-    out = tf.reshape(out, [batch, out_h, out_w, num_tasks, filters])
-    return tf.transpose(out, [3, 0, 1, 2, 4])
-
-
-@functools.lru_cache(maxsize=None)
-def grouped_conv_gradients_available(dtype: str = "float32") -> tuple[bool, str]:
-    """Whether this device differentiates grouped convolutions twice, correctly.
-
-    Why a probe instead of a CPU-model check: on CPU, TensorFlow differentiates grouped
-    convolutions only through oneDNN, which TensorFlow 2.21 enables by default only on some
-    CPUs (``maml_tf.runtime`` asks for it everywhere, but a user may turn it off, import
-    TensorFlow first, or run a build without it), and oneDNN has no float64 kernels. GPUs
-    differentiate them through cuDNN. So the model asks the device: a tiny task-batched
-    convolution, second-order gradients through both strides used by the conv nets, compared
-    with the per-task convolution. Returns ``(available, reason)``; cached per dtype.
-    """
-    try:
-        x = tf.random.stateless_normal([2, 2, 5, 5, 3], seed=[1, 2], dtype=dtype)
-        kernels = tf.random.stateless_normal([2, 3, 3, 3, 4], seed=[3, 4], dtype=dtype)
-        results = []
-        for conv in (grouped_conv2d, per_task_conv2d):
-            for stride in (1, 2):
-                with tf.GradientTape() as outer:
-                    outer.watch(kernels)
-                    with tf.GradientTape() as inner:
-                        inner.watch([x, kernels])
-                        loss = tf.reduce_sum(tf.square(conv(x, kernels, stride)))
-                    grad_x, grad_k = inner.gradient(loss, [x, kernels])
-                    meta = tf.reduce_sum(tf.square(grad_k)) + tf.reduce_sum(tf.square(grad_x))
-                results.append(outer.gradient(meta, kernels))
-    except (tf.errors.OpError, ValueError, TypeError) as error:
-        text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error)).strip()
-        first_sentence = text.splitlines()[0].split(". ")[0][:160] if text else ""
-        return False, f"{type(error).__name__}: {first_sentence}"
-    for fast, reference in zip(results[:2], results[2:]):
-        scale = float(tf.reduce_max(tf.abs(reference)))
-        if float(tf.reduce_max(tf.abs(fast - reference))) > 1e-3 * scale:
-            return False, "grouped-convolution gradients differ from the per-task ones"
-    return True, ""
-
-
-def _fallback_message(reason: str) -> str:
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)")
-    return ("maml_tf: this device cannot differentiate grouped convolutions "
-            f"(TF_ENABLE_ONEDNN_OPTS={onednn}; {reason}); the conv net uses one convolution "
-            "per task instead: same results, several times slower. For the fast path on CPU "
-            "set TF_ENABLE_ONEDNN_OPTS=1 (or leave it unset) before TensorFlow is imported.")
-
-
-def per_task_conv2d(x, kernels, strides: int):
-    """The same convolution as :func:`grouped_conv2d`, one ordinary conv per task.
-
-    Slower, but TensorFlow's CPU kernels differentiate grouped convolutions only through
-    oneDNN, which has no float64: the float64 gradient checks (and a user who disables
-    oneDNN) take this path. Tests check that both paths agree.
-    """
-    if x.shape[0] is not None:
-        return tf.stack([tf.nn.conv2d(x[t], kernels[t], strides=strides, padding="SAME")
-                         for t in range(x.shape[0])])
-    return tf.map_fn(lambda xk: tf.nn.conv2d(xk[0], xk[1], strides=strides, padding="SAME"),
-                     (x, kernels), fn_output_signature=x.dtype)
-
-
-def max_pool_2x2(x):
-    """2x2 'VALID' max-pool, stride 2, on [T, B, H, W, C] activations."""
-    num_tasks, batch = tf.shape(x)[0], tf.shape(x)[1]
-    flat = tf.reshape(x, tf.concat([[num_tasks * batch], tf.shape(x)[2:]], axis=0))
-    pooled = pooling.max_pool_2x2(flat)
-    return tf.reshape(pooled, tf.concat([[num_tasks, batch], tf.shape(pooled)[1:]], axis=0))
-
-
-# "grouped" and "folded" need grouped-convolution gradients (the probe above); "auto" takes
-# AUTO_CONV_IMPL where they exist and "per_task" elsewhere (float64, oneDNN off).
-CONV_IMPLS = ("auto", "folded", "grouped", "per_task")
-AUTO_CONV_IMPL = "folded"
-
-
-def _static_or_dynamic(x, axis):
-    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
-
-
-def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max_pool: bool,
-                       fused_batch_norm: bool = False):
-    """ConvNet's four blocks with the tasks folded into the channels once, for all of them.
-
-    x [T, B, H, W, C] -> [T, B, h, w, F]. Why: the grouped path transposes the tasks into the
-    channels and back around every convolution, and the second-order meta-gradient pays for
-    each of those copies several times over. Here activations stay [B, H, W, T*C] (channel
-    t*C + c is task t's channel c) from the first convolution to the head: each kernel is
-    folded to [3, 3, Cin, T*F] (a grouped convolution with T groups), the bias to [T*F]; bias,
-    ReLU and max-pooling act per channel, so per task; batch norm's statistics per folded
-    channel over [B, H, W] are each task's statistics per channel, with the shared offset tiled
-    over the tasks; layer norm unfolds to [B, H, W, T, F] for its per-example, per-task
-    statistics over [H, W, F]. The maths is the per-task network's; tests check it.
-    ``fused_batch_norm``: batch norm as one fused kernel (:func:`maml_tf.norm.fused_batch_norm`).
-    """
-    num_tasks, batch = _static_or_dynamic(x, 0), _static_or_dynamic(x, 1)
-    hidden = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]),
-                        [batch, x.shape[2], x.shape[3], num_tasks * x.shape[4]])
-    filters = None
-    for i in range(1, 5):
-        kernel = params[f"conv{i}"]  # [T, 3, 3, Cin, F]
-        filters = kernel.shape[4]
-        folded_kernel = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]),
-                                   [kernel.shape[1], kernel.shape[2], kernel.shape[3],
-                                    num_tasks * filters])
-        hidden = tf.nn.conv2d(hidden, folded_kernel, strides=1 if max_pool else 2,
-                              padding="SAME")
-        if not norm_lib.cancels_bias(norm):
-            hidden = hidden + tf.reshape(params[f"b{i}"], [-1])
-        scope = f"norm{i}"
-        if norm == "batch_norm":
-            offset = tf.tile(shared[f"{scope}_offset"], [num_tasks])
-            hidden = (norm_lib.fused_batch_norm(hidden, offset) if fused_batch_norm
-                      else norm_lib.batch_norm_over(hidden, offset, (0, 1, 2)))
-        elif norm == "layer_norm":
-            height, width = hidden.shape[1], hidden.shape[2]
-            unfolded = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
-            unfolded = norm_lib.layer_norm(unfolded, shared[f"{scope}_offset"],
-                                           shared[f"{scope}_scale"], axes=(1, 2, 4))
-            hidden = tf.reshape(unfolded, [batch, height, width, num_tasks * filters])
-        elif norm != "None":
-            raise ValueError(f"unknown norm {norm!r}; expected one of {norm_lib.NORMS}")
-        hidden = activation(hidden) if activation is not None else hidden
-        if max_pool:
-            hidden = pooling.max_pool_2x2(hidden)
-    height, width = hidden.shape[1], hidden.shape[2]
-    hidden = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
-    return tf.transpose(hidden, [3, 0, 1, 2, 4])
-
-
-def fused_batch_norm_default(max_pool: bool) -> bool:
-    """Whether main.py's conv nets use the fused batch norm: where it measured faster, the
-    nets with max-pooling, i.e. the MiniImagenet architecture's 84 x 84 activations. First
-    order: about 15% less time per iteration (session 8, AVX2 EPYC). Second order: about 10%
-    less on the AVX-512 Zen 5 machine (session 14, every alternating round), no consistent
-    difference either way on the AVX2 one (session 8). Not on the strided Omniglot nets (no
-    faster; slower in second order)."""
-    return max_pool
-
-
 class ConvNet(MetaModel):
     """The original's ``construct_conv_weights`` / ``forward_conv``.
 
@@ -350,7 +193,7 @@ class ConvNet(MetaModel):
     ``fused_batch_norm`` asks for batch norm as one fused kernel where that applies (batch
     norm on the folded path in float32; ``self.fused_batch_norm`` says whether it does): the
     same maths (:func:`maml_tf.norm.fused_batch_norm`), faster where activations are large;
-    :func:`fused_batch_norm_default` says where it is used by default.
+    :func:`maml_tf.conv_paths.fused_batch_norm_default` says where it is used by default.
 
     Example::
 
@@ -375,14 +218,14 @@ class ConvNet(MetaModel):
             if available:
                 conv_impl = AUTO_CONV_IMPL if conv_impl == "auto" else conv_impl
             elif conv_impl != "auto":
-                raise ValueError(_fallback_message(reason).replace(
+                raise ValueError(fallback_message(reason).replace(
                     "the conv net uses one convolution per task instead",
                     f"conv_impl={conv_impl!r} cannot be used; 'auto' or 'per_task' can"))
             else:
                 conv_impl = "per_task"
                 if self.dtype != "float64":  # float64 never has them on CPU: nothing to say
                     # one line per process, however many models are built
-                    logging.log_first_n(logging.WARNING, _fallback_message(reason), 1)
+                    logging.log_first_n(logging.WARNING, fallback_message(reason), 1)
         self.conv_impl = conv_impl
         self.fused_batch_norm = bool(fused_batch_norm and norm == "batch_norm"
                                      and conv_impl == "folded" and self.dtype == "float32")

@@ -10,7 +10,7 @@ when TensorFlow loads, so the variable has to be set before the first ``import t
 point (``main.py``, ``python -m rl.main``, the scripts, the tests) gets it by importing
 ``maml_tf`` first. A value the user set is respected (``TF_ENABLE_ONEDNN_OPTS=0`` turns
 oneDNN off; the conv nets then fall back to a per-task convolution, see
-``maml_tf.models.grouped_conv_gradients_available``).
+``maml_tf.conv_paths.grouped_conv_gradients_available``).
 
 When oneDNN is switched on by this variable TensorFlow prints an informational line (twice)
 before its logging is initialised, which ``TF_CPP_MIN_LOG_LEVEL`` cannot hide. The import is
@@ -34,7 +34,7 @@ def prepare_tensorflow() -> None:
     """Default the TensorFlow environment for this project, then import TensorFlow quietly.
 
     Without effect on the oneDNN setting when TensorFlow was imported before (the build-time
-    probe in ``maml_tf.models`` then decides which convolution path works).
+    probe in ``maml_tf.conv_paths`` then decides which convolution path works).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -30,8 +30,8 @@ from maml_tf.config import ExperimentConfig  # noqa: E402
 from maml_tf.flops import ceiling_in_own_process, meta_iteration_flops  # noqa: E402
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.models import (CONV_IMPLS, ConvNet, FullyConnectedNet,  # noqa: E402
-                            fused_batch_norm_default)
+from maml_tf.conv_paths import CONV_IMPLS, fused_batch_norm_default  # noqa: E402
+from maml_tf.models import ConvNet, FullyConnectedNet  # noqa: E402
 from maml_tf.experiment import SINUSOID_HIDDEN  # noqa: E402
 from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E402
 from flags.experiments import EXPERIMENTS  # noqa: E402
@@ -45,9 +45,9 @@ MINIIMAGENET_QUERY = 15   # the original's query images per class for MiniImagen
 
 def _config(preset_name: str) -> tuple:
     """(model factory, meta_batch, N, K support, Q query, update_lr, num_updates) of a preset
-    (factories take the convolution path, one of maml_tf.models.CONV_IMPLS, and whether the
+    (factories take the convolution path, one of maml_tf.conv_paths.CONV_IMPLS, and whether the
     learner is first order; the batch norm kernel is main.py's,
-    maml_tf.models.fused_batch_norm_default)."""
+    maml_tf.conv_paths.fused_batch_norm_default)."""
     flags = EXPERIMENTS[preset_name].flags
     source, k = flags["datasource"], flags["update_batch_size"]
     if source == "sinusoid":

@@ -46,7 +46,8 @@ from maml_tf.flops import (ceiling_in_own_process, measured_ceiling_gflops,  # n
                            meta_iteration_flops)
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.models import ConvNet, fused_batch_norm_default  # noqa: E402
+from maml_tf.conv_paths import fused_batch_norm_default  # noqa: E402
+from maml_tf.models import ConvNet  # noqa: E402
 from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E402
 
 # The conv configurations of scripts/benchmark.py:

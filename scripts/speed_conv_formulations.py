@@ -21,7 +21,7 @@ present implementation, which a variant's error should match.
 Variants:
   current      maml_tf.models.ConvNet as it is ("auto": the engine's fastest available path;
                exact batch norm: main.py's MiniImagenet nets use the fused one,
-               maml_tf.models.fused_batch_norm_default, i.e. folded_fused)
+               maml_tf.conv_paths.fused_batch_norm_default, i.e. folded_fused)
   grouped      ConvNet(conv_impl="grouped"): transposes the tasks into the channels and back
                around every convolution (the engine's path before issue 10)
   per_task     ConvNet(conv_impl="per_task"): one convolution per task

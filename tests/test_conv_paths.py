@@ -12,7 +12,8 @@ import tensorflow as tf
 from maml_tf import maml
 from maml_tf import norm as norm_lib
 from maml_tf.maml import InnerLoopSpec
-from maml_tf.models import ConvNet, grouped_conv_gradients_available
+from maml_tf.conv_paths import grouped_conv_gradients_available
+from maml_tf.models import ConvNet
 
 
 def _meta_gradients(conv_impl, norm, max_pool, first_order, fused=False):

@@ -175,7 +175,7 @@ def test_batch_norm_offset_is_meta_learned_but_not_adapted():
 
 def test_grouped_conv_meta_gradients_equal_per_task_conv():
     """The fast grouped path (float32 only) agrees with the FD-checked per-task path."""
-    from maml_tf.models import grouped_conv_gradients_available
+    from maml_tf.conv_paths import grouped_conv_gradients_available
     available, reason = grouped_conv_gradients_available("float32")
     if not available:  # e.g. the suite run with TF_ENABLE_ONEDNN_OPTS=0 (test_portability)
         pytest.skip(f"grouped-convolution gradients unavailable here: {reason}")

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf import runtime
-from maml_tf.models import AUTO_CONV_IMPL
+from maml_tf.conv_paths import AUTO_CONV_IMPL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FALLBACK_NOTE = "the conv net uses one convolution per task instead"

@@ -13,7 +13,8 @@ from maml_tf import maml
 from maml_tf.config import ExperimentConfig
 from maml_tf.learner import MetaLearner
 from maml_tf.maml import InnerLoopSpec
-from maml_tf.models import ConvNet, grouped_conv_gradients_available
+from maml_tf.conv_paths import grouped_conv_gradients_available
+from maml_tf.models import ConvNet
 
 TASKS = 6
 
