@@ -164,9 +164,16 @@ def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max
             hidden = tf.reshape(unfolded, [batch, height, width, num_tasks * filters])
         elif norm != "None":
             raise ValueError(f"unknown norm {norm!r}; expected one of {norm_lib.NORMS}")
-        hidden = activation(hidden) if activation is not None else hidden
-        if max_pool:
-            hidden = pooling.max_pool_2x2(hidden)
+        if max_pool and activation is tf.nn.relu:
+            # ReLU is non-decreasing, so it commutes with the max: pooling first gives the same
+            # values and the same gradients at every order (the max's routing is the same;
+            # where a window's max is <= 0 both give 0), on a quarter of the elements: 2-3%
+            # less time per MiniImagenet iteration (docs/RESULTS.md, session 17)
+            hidden = activation(pooling.max_pool_2x2(hidden))
+        else:
+            hidden = activation(hidden) if activation is not None else hidden
+            if max_pool:
+                hidden = pooling.max_pool_2x2(hidden)
     height, width = hidden.shape[1], hidden.shape[2]
     hidden = tf.reshape(hidden, [batch, height, width, num_tasks, filters])
     return tf.transpose(hidden, [3, 0, 1, 2, 4])

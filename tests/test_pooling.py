@@ -54,3 +54,25 @@ def test_max_pool_matches_tensorflows_to_second_order(dtype, size, traced):
     # computed the gradient: <S dy, u> = <dy, S^T u>
     np.testing.assert_allclose(np.sum(ours[1] * cotangent.numpy()),
                                np.sum(upstream.numpy() * ours[2]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pooling_before_the_relu_is_the_originals_relu_then_pool(dtype):
+    """maml_tf.conv_paths pools before the ReLU (a quarter of the elements). ReLU is
+    non-decreasing, so value, gradient and the second derivative MAML takes are the
+    original's ReLU-then-pool ones exactly: inputs of small integers give ties, zeros and
+    windows that are all negative, where both orders must give 0."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.integers(-3, 4, size=(3, 8, 8, 4)), dtype=dtype)
+    upstream = tf.constant(rng.normal(size=(3, 4, 4, 4)), dtype=dtype)
+    cotangent = tf.constant(rng.normal(size=(3, 8, 8, 4)), dtype=dtype)
+    original = _derivatives(lambda z: max_pool_2x2(tf.nn.relu(z)), x, upstream, cotangent)
+    pooled_first = _derivatives(lambda z: tf.nn.relu(max_pool_2x2(z)), x, upstream, cotangent)
+    for reference, value in zip(original, pooled_first):
+        np.testing.assert_array_equal(value.numpy(), reference.numpy())
+    assert np.any(original[1].numpy() != 0) and np.any(original[2].numpy() != 0)
+    # the check can fail: a non-monotone activation does not commute with the max
+    swapped = _derivatives(lambda z: tf.abs(max_pool_2x2(z)), x, upstream, cotangent)
+    assert not np.array_equal(swapped[0].numpy(),
+                              _derivatives(lambda z: max_pool_2x2(tf.abs(z)), x, upstream,
+                                           cotangent)[0].numpy())
