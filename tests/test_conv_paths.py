@@ -59,18 +59,19 @@ def test_every_fast_conv_path_gives_the_per_task_meta_gradient(norm, max_pool, f
                                        err_msg=f"{impl}{' fused' if fused else ''}: {name}")
 
 
-def test_fused_batch_norm_is_the_exact_form():
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "graph"])
+def test_fused_batch_norm_is_the_exact_form(traced):
     """Output, gradient and second derivative (a cotangent of the input gradient carried
     back to the input and the upstream gradient, as second-order MAML does; batch norm's
-    gradients do not depend on its offset)."""
+    gradients do not depend on its offset), eagerly and traced (where oneDNN's kernels run:
+    the second derivative reads the kernel's Bessel-corrected batch variance back)."""
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(1.5, 0.7, size=(6, 9, 9, 8)).astype(np.float32))
     offset = tf.constant(rng.normal(size=8).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(6, 9, 9, 8)).astype(np.float32))
     cotangent = tf.constant(rng.normal(size=(6, 9, 9, 8)).astype(np.float32))
-    results = []
-    for fn in (norm_lib.fused_batch_norm,
-               lambda a, b: norm_lib.batch_norm_over(a, b, (0, 1, 2))):
+
+    def derivatives(fn):
         with tf.GradientTape() as outer:
             outer.watch([x, offset, upstream])
             with tf.GradientTape() as tape:
@@ -79,9 +80,13 @@ def test_fused_batch_norm_is_the_exact_form():
                 loss = tf.reduce_sum(y * upstream)
             grads = tape.gradient(loss, [x, offset])
             second = tf.reduce_sum(grads[0] * cotangent) + tf.reduce_sum(tf.square(grads[1]))
-        results.append([y.numpy(), *[g.numpy() for g in grads],
-                        *[g.numpy() for g in outer.gradient(
-                            second, [x, upstream])]])
+        return [y, *grads, *outer.gradient(second, [x, upstream])]
+
+    results = []
+    for fn in (norm_lib.fused_batch_norm,
+               lambda a, b: norm_lib.batch_norm_over(a, b, (0, 1, 2))):
+        compute = tf.function(derivatives) if traced else derivatives
+        results.append([value.numpy() for value in compute(fn)])
     for fused, exact in zip(*results):
         np.testing.assert_allclose(fused, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
     # only where it runs as the exact form's drop-in: batch norm, float32, the folded path
