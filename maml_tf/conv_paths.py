@@ -179,11 +179,16 @@ def folded_conv_blocks(x, params: dict, shared: dict, norm: str, activation, max
     return tf.transpose(hidden, [3, 0, 1, 2, 4])
 
 
-def fused_batch_norm_default(max_pool: bool) -> bool:
-    """Whether main.py's conv nets use the fused batch norm: where it measured faster, the
-    nets with max-pooling, i.e. the MiniImagenet architecture's 84 x 84 activations. First
-    order: about 15% less time per iteration (session 8, AVX2 EPYC). Second order: about 10%
-    less on the AVX-512 Zen 5 machine (session 14, every alternating round), no consistent
-    difference either way on the AVX2 one (session 8). Not on the strided Omniglot nets (no
-    faster; slower in second order)."""
-    return max_pool
+def fused_batch_norm_default(max_pool: bool, first_order: bool) -> bool:
+    """Whether main.py's conv nets use the fused batch norm: where it measured faster.
+
+    * The nets with max-pooling (the MiniImagenet architecture's 84 x 84 activations), both
+      orders: first order about 15% less time per iteration (session 8, AVX2 EPYC), second
+      order about 10% less on the AVX-512 Zen 5 machine (session 14).
+    * The strided Omniglot nets in second order, since its second derivative reads the
+      kernel's batch variance back (session 17, Zen 5, every alternating round): 0.953x
+      (5-way 1-shot) and 0.969x (20-way 1-shot). Not in first order there: 1.006x and
+      1.025x, the element-wise chain of the exact form being no bottleneck on 14 x 14 and
+      smaller activations.
+    """
+    return max_pool or not first_order

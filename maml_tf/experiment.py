@@ -55,7 +55,7 @@ def build_model(cfg: ExperimentConfig, sources: ModelShape) -> MetaModel:
     return ConvNet(sources.dim_output, img_size=sources.img_size, channels=sources.channels,
                    num_filters=cfg.num_filters, max_pool=cfg.max_pool,
                    flatten_head=cfg.datasource == "miniimagenet", norm=cfg.norm,
-                   fused_batch_norm=fused_batch_norm_default(cfg.max_pool))
+                   fused_batch_norm=fused_batch_norm_default(cfg.max_pool, cfg.stop_grad))
 
 
 def inner_loop_spec(cfg: ExperimentConfig) -> InnerLoopSpec:

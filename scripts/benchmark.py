@@ -63,7 +63,7 @@ def _config(preset_name: str) -> tuple:
             return ConvNet(n, 84 if mini else 28, 3 if mini else 1,
                            flags.get("num_filters", 64), max_pool=max_pool,
                            flatten_head=mini, conv_impl=impl,
-                           fused_batch_norm=fused_batch_norm_default(max_pool))
+                           fused_batch_norm=fused_batch_norm_default(max_pool, first_order))
         q = MINIIMAGENET_QUERY if mini else k
     return (factory, flags.get("meta_batch_size", 25), n, k, q, flags.get("update_lr", 0.001),
             flags.get("num_updates", 1))

@@ -53,13 +53,17 @@ from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E
 # The conv configurations of scripts/benchmark.py:
 # name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, clip)
 CONFIGS = {
-    "omniglot_5way_1shot": (lambda impl, first_order: ConvNet(5, 28, 1, 64, conv_impl=impl),
+    "omniglot_5way_1shot": (lambda impl, first_order: ConvNet(
+        5, 28, 1, 64, conv_impl=impl,
+        fused_batch_norm=fused_batch_norm_default(False, first_order)),
                             32, 5, 1, 1, 0.4, 1, None),
-    "omniglot_20way_1shot": (lambda impl, first_order: ConvNet(20, 28, 1, 64, conv_impl=impl),
+    "omniglot_20way_1shot": (lambda impl, first_order: ConvNet(
+        20, 28, 1, 64, conv_impl=impl,
+        fused_batch_norm=fused_batch_norm_default(False, first_order)),
                              16, 20, 1, 1, 0.1, 5, None),
     "miniimagenet_5way_1shot": (lambda impl, first_order: ConvNet(
         5, 84, 3, 32, max_pool=True, flatten_head=True, conv_impl=impl,
-        fused_batch_norm=fused_batch_norm_default(True)),
+        fused_batch_norm=fused_batch_norm_default(True, first_order)),
                                 4, 5, 1, 15, 0.01, 5, 10.0),
 }
 

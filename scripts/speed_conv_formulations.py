@@ -20,8 +20,8 @@ present implementation, which a variant's error should match.
 
 Variants:
   current      maml_tf.models.ConvNet as it is ("auto": the engine's fastest available path;
-               exact batch norm: main.py's MiniImagenet nets use the fused one,
-               maml_tf.conv_paths.fused_batch_norm_default, i.e. folded_fused)
+               exact batch norm: main.py uses the fused one for MiniImagenet and for
+               second-order Omniglot, maml_tf.conv_paths.fused_batch_norm_default)
   grouped      ConvNet(conv_impl="grouped"): transposes the tasks into the channels and back
                around every convolution (the engine's path before issue 10)
   per_task     ConvNet(conv_impl="per_task"): one convolution per task
