@@ -43,3 +43,34 @@ def test_hand_written_batch_norm_gradient_equals_autodiff_to_second_order(shape,
     for fast, plain in zip(*results):
         assert float(tf.reduce_max(tf.abs(plain))) > 1e-3  # a real derivative, not zeros
         np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("shape, axes", [((4, 5, 5, 6), (0, 1, 2)),      # the product
+                                         ((3, 4, 5, 5, 6), (1, 2, 3)),   # reduce_mean
+                                         ((7, 6), (0,))])
+def test_mean_over_is_reduce_mean_with_its_gradients(shape, axes, traced):
+    """norm_lib.mean_over (a matrix product for batch norm's NHWC statistics) against
+    tf.reduce_mean in float64: value, gradient and a second derivative through it."""
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=shape))
+    weights = tf.constant(rng.normal(size=np.shape(np.mean(np.zeros(shape), axis=axes,
+                                                           keepdims=True))))
+
+    def derivatives(mean):
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = mean(tf.square(x))
+                loss = tf.reduce_sum(value * weights)
+            grad = tape.gradient(loss, x)
+            second = tf.reduce_sum(tf.sin(grad))
+        return value, grad, outer.gradient(second, x)
+
+    ours = (tf.function(derivatives) if traced else derivatives)(
+        lambda z: norm_lib.mean_over(z, axes))
+    reference = derivatives(lambda z: tf.reduce_mean(z, axes, keepdims=True))
+    for a, b in zip(ours, reference):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
