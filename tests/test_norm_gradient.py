@@ -51,7 +51,8 @@ def test_hand_written_batch_norm_gradient_equals_autodiff_to_second_order(shape,
                                          ((7, 6), (0,))])
 def test_mean_over_is_reduce_mean_with_its_gradients(shape, axes, traced):
     """norm_lib.mean_over (a matrix product for batch norm's NHWC statistics) against
-    tf.reduce_mean in float64: value, gradient and a second derivative through it."""
+    tf.reduce_mean in float64, and sum_over_leading_axes against tf.reduce_sum: value,
+    gradient and a second derivative through them."""
     rng = np.random.default_rng(5)
     x = tf.constant(rng.normal(size=shape))
     weights = tf.constant(rng.normal(size=np.shape(np.mean(np.zeros(shape), axis=axes,
@@ -68,9 +69,12 @@ def test_mean_over_is_reduce_mean_with_its_gradients(shape, axes, traced):
             second = tf.reduce_sum(tf.sin(grad))
         return value, grad, outer.gradient(second, x)
 
-    ours = (tf.function(derivatives) if traced else derivatives)(
-        lambda z: norm_lib.mean_over(z, axes))
+    run = tf.function(derivatives) if traced else derivatives
+    ours = run(lambda z: norm_lib.mean_over(z, axes))
     reference = derivatives(lambda z: tf.reduce_mean(z, axes, keepdims=True))
+    if axes == tuple(range(len(shape) - 1)):   # and the sum batch norm's offset gradient takes
+        ours += run(lambda z: norm_lib.sum_over_leading_axes(z) * tf.reshape(weights, [-1]))
+        reference += derivatives(lambda z: tf.reduce_sum(z, axes) * tf.reshape(weights, [-1]))
     for a, b in zip(ours, reference):
         assert a.shape == b.shape
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
