@@ -5,21 +5,16 @@ presets' settings: the FD step 1e-8 where training passes 1.0 (every ant line se
 rejected) and the FD product for the point robot, which trains with the exact one. These
 tests hold the benchmark's configuration to the MAML presets' documented settings.
 """
-import importlib.util
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_rl", os.path.join(ROOT, "scripts", "bench_rl.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_rl")
 
 
 @pytest.mark.parametrize("env_name, hvp, fd_base_eps, step_size, sampling, fast_batch_size", [

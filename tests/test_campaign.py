@@ -1,5 +1,4 @@
 """The campaign tools: status from what a run wrote, and packing that keeps what status needs."""
-import importlib.util
 import os
 import pickle
 import sys
@@ -7,18 +6,11 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import load_script
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-campaign = _script("campaign")
-pack = _script("pack_checkpoints")
+campaign = load_script("campaign")
+pack = load_script("pack_checkpoints")
 
 FO_DIR = "miniimagenet1shot/cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm"
 

@@ -1,17 +1,12 @@
 """scripts/rl_campaign.py: the RL runs' order, resumption, tests once, a stop ends the chain."""
-import importlib.util
 import os
 import pickle
-import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "rl_campaign", os.path.join(ROOT, "scripts", "rl_campaign.py"))
-rl_campaign = importlib.util.module_from_spec(_spec)
-sys.modules["rl_campaign"] = rl_campaign   # dataclasses look their module up
-_spec.loader.exec_module(rl_campaign)
+from tests.scripts import load_script
+
+rl_campaign = load_script("rl_campaign")
 
 RUNS = (rl_campaign.RLRun("a", "rl_point", 3, ("--seed=1",), ("--num_workers=0",), "3"),
         rl_campaign.RLRun("b", "rl_point", 2, ("--seed=2",)),

@@ -5,23 +5,17 @@ the reference (its TRPO step lands on the KL bound, its direction is the referen
 direction), the documented base_eps 1e-8 leaves most float32 parameters unchanged and its
 product is noise, and base_eps 1.0 gives a product of the right order.
 """
-import importlib.util
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import load_script
 
 
 def load_study():
-    spec = importlib.util.spec_from_file_location(
-        "fd_hvp_study", os.path.join(ROOT, "scripts", "fd_hvp_study.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fd_hvp_study")
 
 
 def test_fd_study_small_point_problem(tmp_path):
