@@ -72,6 +72,12 @@ def _config(preset_name: str) -> tuple:
 CONFIGS = {name: _config(preset) for name, preset in PRESETS.items()}
 
 
+def clip_value(name: str):
+    """The meta-gradient clip main.py trains configuration ``name`` with (the original's
+    [-10, 10] for MiniImagenet, none elsewhere)."""
+    return 10.0 if "miniimagenet" in name else None
+
+
 def task_groups_of(name: str, requested: int) -> int:
     """The task groups a training run of configuration ``name`` uses for ``--task_groups``
     = ``requested`` (-1: main.py's automatic choice, ``ExperimentConfig.task_group_count``)."""
@@ -105,7 +111,7 @@ def time_config(name, first_order, xla, iterations, warmup, conv_impl="auto", pe
     spec = InnerLoopSpec(lr, steps, classification=n > 1, update_batch_size=k,
                          first_order=first_order)
     learner = MetaLearner(model, spec, jit_compile=xla,
-                          clip_value=10.0 if "miniimagenet" in name else None,
+                          clip_value=clip_value(name),
                           task_groups=task_groups)
     rng = np.random.default_rng(0)
     flops = meta_iteration_flops(learner, synthetic_batch(model, tasks, n, k, q, rng))[0]

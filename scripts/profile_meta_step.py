@@ -46,47 +46,25 @@ from maml_tf.flops import (ceiling_in_own_process, measured_ceiling_gflops,  # n
                            meta_iteration_flops)
 from maml_tf.learner import MetaLearner  # noqa: E402
 from maml_tf.maml import InnerLoopSpec  # noqa: E402
-from maml_tf.conv_paths import fused_batch_norm_default  # noqa: E402
-from maml_tf.models import ConvNet  # noqa: E402
 from maml_tf.runtime import machine_description, set_intra_op_threads  # noqa: E402
 
-# The conv configurations of scripts/benchmark.py:
-# name: (model factory, meta_batch, N, K support, Q query, update_lr, num_updates, clip)
-CONFIGS = {
-    "omniglot_5way_1shot": (lambda impl, first_order: ConvNet(
-        5, 28, 1, 64, conv_impl=impl,
-        fused_batch_norm=fused_batch_norm_default(False, first_order)),
-                            32, 5, 1, 1, 0.4, 1, None),
-    "omniglot_20way_1shot": (lambda impl, first_order: ConvNet(
-        20, 28, 1, 64, conv_impl=impl,
-        fused_batch_norm=fused_batch_norm_default(False, first_order)),
-                             16, 20, 1, 1, 0.1, 5, None),
-    "miniimagenet_5way_1shot": (lambda impl, first_order: ConvNet(
-        5, 84, 3, 32, max_pool=True, flatten_head=True, conv_impl=impl,
-        fused_batch_norm=fused_batch_norm_default(True, first_order)),
-                                4, 5, 1, 15, 0.01, 5, 10.0),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchmark  # noqa: E402  (scripts/benchmark.py: the configurations and their batches)
 
-
-def synthetic_batch(model, tasks, n, k, q, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def part(per_class):
-        x = rng.uniform(size=(tasks, n * per_class, model.dim_input)).astype(np.float32)
-        y = np.tile(np.eye(n, dtype=np.float32), (tasks, per_class, 1))
-        return x, y
-    (xa, ya), (xb, yb) = part(k), part(q)
-    return tuple(tf.constant(v) for v in (xa, ya, xb, yb))
+# The conv configurations of scripts/benchmark.py, as it builds them (main.py's batch norm)
+CONFIGS = {name: config for name, config in benchmark.CONFIGS.items() if name != "sinusoid"}
 
 
 def build(config, first_order, conv_impl="auto", task_groups=1):
-    factory, tasks, n, k, q, lr, steps, clip = CONFIGS[config]
+    factory, tasks, n, k, q, lr, steps = CONFIGS[config]
     tf.keras.utils.set_random_seed(0)
-    model = factory(conv_impl, first_order)   # batch norm as main.py builds it
+    model = factory(conv_impl, first_order)
     spec = InnerLoopSpec(lr, steps, classification=True, update_batch_size=k,
                          first_order=first_order)
-    learner = MetaLearner(model, spec, clip_value=clip, task_groups=task_groups)
-    return model, learner, synthetic_batch(model, tasks, n, k, q)
+    learner = MetaLearner(model, spec, clip_value=benchmark.clip_value(config),
+                          task_groups=task_groups)
+    return model, learner, benchmark.synthetic_batch(model, tasks, n, k, q,
+                                                     np.random.default_rng(0))
 
 
 # Events that contain other kernels (their time is counted in the kernels themselves).
