@@ -56,9 +56,14 @@ class FunctionalModel(Protocol):
     def forward(self, inputs, params: Params | None = None): ...
 
 
+def tile(value, num_tasks):
+    """``value`` copied ``num_tasks`` times along a new leading (task) axis."""
+    return tf.repeat(value[None], num_tasks, axis=0)
+
+
 def tile_params(params: Params, num_tasks) -> Params:
     """Each tensor copied ``num_tasks`` times along a new leading (task) axis."""
-    return {name: tf.repeat(value[None], num_tasks, axis=0) for name, value in params.items()}
+    return {name: tile(value, num_tasks) for name, value in params.items()}
 
 
 def gradient_update(loss_fn: Callable, params: Params, step_size: StepSize,

@@ -147,13 +147,19 @@ class FullyConnectedNet(MetaModel):
 
     Sinusoid: 1-40-40-1. Omniglot without convolutions: 784-256-128-64-64-N. Every hidden layer
     is normalised (if ``norm`` asks for it) and passed through ReLU; the output is linear.
+
+    ``factored_inner_step`` lets MAML's one-step inner loop keep each task's adapted weights
+    as the factors of their gradient (:mod:`maml_tf.factored`): the same maths, faster on
+    CPUs; False always materialises them, as the generic path does for every model.
     """
 
     def __init__(self, dim_input, dim_output, dim_hidden: Sequence[int] = (40, 40),
-                 norm="None", dtype="float32", activation=tf.nn.relu, **kwargs):
+                 norm="None", dtype="float32", activation=tf.nn.relu,
+                 factored_inner_step: bool = True, **kwargs):
         super().__init__(dim_input, dim_output, norm, dtype=dtype, activation=activation,
                          **kwargs)
         self.dim_hidden = tuple(dim_hidden)
+        self.factored_inner_step = factored_inner_step
         sizes = (dim_input,) + self.dim_hidden + (dim_output,)
         init = keras.initializers.TruncatedNormal(stddev=0.01)
         for i in range(len(sizes) - 1):
@@ -163,15 +169,39 @@ class FullyConnectedNet(MetaModel):
             self._norm_weights(f"norm{i + 1}", width)
         self.built = True
 
-    def _forward(self, inputs, params, shared):
+    @property
+    def num_layers(self) -> int:
+        return len(self.dim_hidden) + 1
+
+    def layer_has_bias(self, layer: int) -> bool:
+        """Whether dense layer ``layer`` (1-based) adds its bias ``b{layer}``: not right before
+        batch norm, which cancels it (:func:`maml_tf.norm.cancels_bias`)."""
+        return layer == self.num_layers or not norm_lib.cancels_bias(self.norm)
+
+    def forward_layers(self, inputs, affine, shared: Optional[dict] = None):
+        """The network with each layer's affine map supplied: ``affine(layer, hidden)``
+        returns layer ``layer``'s (1-based) pre-activation, [tasks, examples, width]; norms
+        and activations are the model's. How :mod:`maml_tf.factored` evaluates the net with
+        weights in factored form; :meth:`forward` is this with the task-batched dense layer.
+
+        Example::
+
+            outputs = model.forward_layers(
+                inputs, lambda layer, h: tf.matmul(h, params[f"w{layer}"])
+                + params[f"b{layer}"][:, None, :])
+        """
+        shared = self._shared(shared)
         hidden = inputs
         for i in range(len(self.dim_hidden)):
-            bias = None if norm_lib.cancels_bias(self.norm) else params[f"b{i + 1}"]
-            hidden = _dense(hidden, params[f"w{i + 1}"], bias)
-            hidden = norm_lib.normalize(hidden, self.norm, shared, f"norm{i + 1}",
-                                        self.activation)
-        last = len(self.dim_hidden) + 1
-        return _dense(hidden, params[f"w{last}"], params[f"b{last}"])
+            hidden = norm_lib.normalize(affine(i + 1, hidden), self.norm, shared,
+                                        f"norm{i + 1}", self.activation)
+        return affine(self.num_layers, hidden)
+
+    def _forward(self, inputs, params, shared):
+        def affine(layer, hidden):
+            bias = params[f"b{layer}"] if self.layer_has_bias(layer) else None
+            return _dense(hidden, params[f"w{layer}"], bias)
+        return self.forward_layers(inputs, affine, shared)
 
 
 class ConvNet(MetaModel):
