@@ -85,6 +85,11 @@ flags.DEFINE_integer("task_groups", -1, "compute the meta-batch's tasks in this 
                      "independent groups, side by side on the CPU's cores (speed only; results "
                      "are the same up to float rounding). -1: two per core for conv nets on "
                      "CPU (with --intra_op_threads 1), 1 elsewhere; 1: one computation.")
+flags.DEFINE_bool("factored_inner_step", True, "fully connected nets (the sinusoid, "
+                  "--conv=False) with one inner step keep each task's adapted weights as the "
+                  "factors of their gradient (maml_tf/factored.py; speed only: the same maths, "
+                  "other float32 rounding). False: form the weights, as conv nets do (the "
+                  "path of runs before session 18).")
 flags.DEFINE_string("export_dir", "", "if set, export the trained (train mode) or restored "
                     "(test mode) meta-learner as a SavedModel to this directory.")
 flags.DEFINE_integer("export_num_updates", -1, "inner steps performed inside the exported "
@@ -283,7 +288,7 @@ def config_from_flags():
         test_set=FLAGS.test_set, train_update_batch_size=FLAGS.train_update_batch_size,
         train_update_lr=FLAGS.train_update_lr, seed=FLAGS.seed, xla=FLAGS.xla,
         steps_per_call=FLAGS.steps_per_call, intra_op_threads=FLAGS.intra_op_threads,
-        task_groups=FLAGS.task_groups,
+        task_groups=FLAGS.task_groups, factored_inner_step=FLAGS.factored_inner_step,
         export_dir=FLAGS.export_dir, export_num_updates=FLAGS.export_num_updates,
         omniglot_folder=FLAGS.omniglot_folder, miniimagenet_folder=FLAGS.miniimagenet_folder,
         num_test_tasks=FLAGS.num_test_tasks, test_batch_size=FLAGS.test_batch_size,

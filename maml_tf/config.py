@@ -43,6 +43,7 @@ class ExperimentConfig:
     steps_per_call: int = 0  # iterations per tf.function call; 0: see steps_per_execution
     intra_op_threads: int = -1  # -1: see intra_op_parallelism; 0: TensorFlow's default
     task_groups: int = -1  # -1: see task_group_count; 1: the meta-batch as one computation
+    factored_inner_step: bool = True  # dense nets, one inner step: maml_tf/factored.py
     export_dir: str = ""
     export_num_updates: int = -1
     omniglot_folder: str = "./data/omniglot_resized"

@@ -48,10 +48,10 @@ def build_model(cfg: ExperimentConfig, sources: ModelShape) -> MetaModel:
     """The original's architecture choice for the datasource and flags."""
     if cfg.datasource == "sinusoid":
         return FullyConnectedNet(sources.dim_input, sources.dim_output, SINUSOID_HIDDEN,
-                                 norm=cfg.norm)
+                                 norm=cfg.norm, factored_inner_step=cfg.factored_inner_step)
     if not cfg.conv:
         return FullyConnectedNet(sources.dim_input, sources.dim_output, NO_CONV_HIDDEN,
-                                 norm=cfg.norm)
+                                 norm=cfg.norm, factored_inner_step=cfg.factored_inner_step)
     return ConvNet(sources.dim_output, img_size=sources.img_size, channels=sources.channels,
                    num_filters=cfg.num_filters, max_pool=cfg.max_pool,
                    flatten_head=cfg.datasource == "miniimagenet", norm=cfg.norm,

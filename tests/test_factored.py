@@ -1,10 +1,18 @@
 """The factored one-step inner loop (maml_tf.factored) against the generic path: the same
 meta-gradients and metrics, in float64, for every norm, loss and order."""
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from maml_tf import factored, maml
+from maml_tf.config import ExperimentConfig
+from maml_tf.experiment import build_model
 from maml_tf.maml import InnerLoopSpec
 from maml_tf.models import ConvNet, FullyConnectedNet
 
@@ -87,3 +95,23 @@ def test_only_layers_wider_than_the_support_set_stay_factored():
     assert [factored._factored(weights[f"w{i}"], 10) for i in (1, 2, 3)] == [False, True, False]
     assert not factored._factored(weights["w2"], 40)
     assert not factored._factored(weights["w2"], None)
+
+
+def test_the_flag_reaches_the_models_main_py_builds():
+    """--factored_inner_step (default on) -> ExperimentConfig -> the fully connected nets."""
+    script = ("import json; from absl import flags as absl_flags; import flags.supervised as S; "
+              "F = absl_flags.FLAGS; F(['x', '--factored_inner_step=false']); "
+              "print(json.dumps(S.config_from_flags().factored_inner_step))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) is False
+
+    shape = SimpleNamespace(dim_input=1, dim_output=1)
+    for flag in (True, False):
+        cfg = ExperimentConfig(datasource="sinusoid", norm="None", factored_inner_step=flag)
+        assert build_model(cfg, shape).factored_inner_step is flag
+        cfg = ExperimentConfig(datasource="omniglot", conv=False, factored_inner_step=flag)
+        no_conv = build_model(cfg, SimpleNamespace(dim_input=784, dim_output=5))
+        assert no_conv.factored_inner_step is flag
