@@ -87,16 +87,19 @@ def pack_run_results(directory: str, destination_root: str,
                      logs_root: str = os.path.join(ROOT, "logs")) -> list[str]:
     """Packs the results beside a run's checkpoint folders (an RL run keeps its checkpoints
     in ``checkpoints/`` and ``best/`` and its test results, ``progress.csv``, ``config.json``
-    and event files one level up): only for a folder with a direct subfolder that holds a
-    checkpoint; returns the files written."""
-    subfolders = [os.path.join(directory, d) for d in os.listdir(directory)
+    and event files one level up), and those of a test-only run (a random baseline: test
+    results and no checkpoint, which a fresh checkout would otherwise test again, for an
+    hour on the ant); returns the files written."""
+    names = os.listdir(directory)
+    subfolders = [os.path.join(directory, d) for d in names
                   if os.path.isdir(os.path.join(directory, d))]
-    if not any(tf.train.latest_checkpoint(d) for d in subfolders):
+    test_only = any(n.startswith("test_") and n.endswith(".pkl") for n in names)
+    if not (test_only or any(tf.train.latest_checkpoint(d) for d in subfolders)):
         return []
     target = _packed_path(directory, destination_root, logs_root)
     os.makedirs(target, exist_ok=True)
     written = []
-    for name in os.listdir(directory):
+    for name in names:
         if _is_result(name) or name == "config.json":
             shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
             written.append(os.path.join(target, name))

@@ -210,6 +210,24 @@ def test_pack_keeps_an_rl_runs_results_beside_its_checkpoint_folders(tmp_path):
     assert packed == ["config.json", "progress.csv", "test_maml.csv", "test_maml.pkl"]
 
 
+def test_pack_keeps_a_test_only_runs_results(tmp_path):
+    """A random baseline is a test without training: its results are packed all the same,
+    and a folder with neither checkpoints nor test results is not."""
+    logs = tmp_path / "logs"
+    run = logs / "rl" / "ant_vel_random"
+    run.mkdir(parents=True)
+    for name in ("test_random.pkl", "test_random.csv", "notes.txt"):
+        (run / name).write_text("x")
+    (logs / "rl" / "empty").mkdir()
+    (logs / "rl" / "empty" / "progress.csv").write_text("x")
+    out = tmp_path / "packed"
+    assert pack.pack_run_results(str(logs / "rl" / "empty"), str(out), logs_root=str(logs)) == []
+    assert pack.pack_run_results(str(run), str(out), logs_root=str(logs))
+    assert sorted(os.listdir(out / "rl")) == ["ant_vel_random"]
+    assert sorted(os.listdir(out / "rl" / "ant_vel_random")) == ["test_random.csv",
+                                                                 "test_random.pkl"]
+
+
 def test_train_tests_passed_milestones_before_resuming(tmp_path):
     """A run that passed 10,000 iterations in an earlier sitting is tested there first, once."""
     partial = _campaign_run(tmp_path, "partial", 12000)
