@@ -13,9 +13,10 @@ products through the [Q, K] Gram matrix ``h x^T``. The generic path
 (:func:`maml_tf.core.gradient_update`) materialises the [T, i, o] per-task weights; the
 sinusoid's second-order meta-gradient then runs twelve batched products of that size for its
 40 x 40 layer (forward, backward and their second-order terms), eight of them in the
-transposed forms XLA's CPU batched dot runs 2-3x slower (docs/RESULTS.md, session 18). Same maths; the values differ by float rounding only (``tests/test_factored.py`` holds the
-meta-gradients to the generic path's, and ``tests/test_maml_math.py``'s finite-difference checks
-run through this path).
+transposed forms XLA's CPU batched dot runs 2-3x slower (docs/RESULTS.md, session 18).
+Same maths; the values differ by float rounding only (``tests/test_factored.py`` holds the
+meta-gradients to the generic path's, and ``tests/test_maml_math.py``'s finite-difference
+checks run through this path).
 
 The ``delta`` factors come from autodiff: a zero offset added to each layer's pre-activations
 has the loss's gradient with respect to those pre-activations as its gradient. A layer whose
