@@ -11,17 +11,31 @@ checkpoints every ``--keep_every`` iterations, a ``checkpoint`` state file namin
 test results (CSV and pickle, ``milestones/``) and the TensorBoard event files (validation
 curve and wall time for ``scripts/campaign.py``), keeping the path relative to the repository
 root. A ``best/`` sub-folder (the RL trainer's best policy) is packed too.
+
+``--every_minutes=N`` packs again every N minutes until stopped, beside the running trainings,
+so that ``checkpoints/`` never falls more than N minutes behind ``logs/`` on a machine that
+may vanish with its disk (a killed run loses one checkpoint interval; a lost machine then
+loses N minutes more, not the session):
+
+    nohup nice .venv/bin/python scripts/pack_checkpoints.py --every_minutes=20 \
+        logs/miniimagenet1shot logs/rl &
+
+Each run folder is written beside its packed copy and swapped in whole, so an interrupted
+pack leaves the previous copy; a checkpoint the training deletes during the copy (it keeps
+only its newest) makes that folder's pack start again from the new newest.
 """
 import argparse
 import os
 import shutil
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ATTEMPTS = 3   # copies of a run folder tried while its training replaces the newest checkpoint
 
 
 def _iteration(prefix: str) -> int:
@@ -60,27 +74,58 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     Beside the newest checkpoint: the milestone checkpoints (every ``keep_every``
     iterations), test results and TensorBoard event files, so that a run continued on another
     machine still has its validation curve, wall time and untested milestones."""
-    latest = tf.train.latest_checkpoint(directory)
-    if latest is None:
+    if tf.train.latest_checkpoint(directory) is None:
         return []
     target = _packed_path(directory, destination_root, logs_root)
-    if os.path.isdir(target):
-        shutil.rmtree(target)
-    os.makedirs(target)
+    if not os.path.isdir(target) and os.path.isdir(target + ".old"):
+        os.rename(target + ".old", target)   # a pack cut between its two renames
+    for attempt in range(_ATTEMPTS):
+        latest = tf.train.latest_checkpoint(directory)
+        if latest is None:
+            return []
+        staging = target + ".packing"
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)
+        os.makedirs(staging)
+        try:
+            names = _copy_run(directory, staging, os.path.basename(latest), keep_every)
+        except FileNotFoundError:   # the training replaced its newest checkpoint meanwhile
+            shutil.rmtree(staging)
+            if attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        _swap_in(staging, target)
+        return [os.path.join(target, name) for name in names]
+
+
+def _copy_run(directory: str, staging: str, prefix: str, keep_every: int) -> list[str]:
+    """Copies what :func:`pack_directory` keeps into ``staging``; returns the names written."""
     written = []
-    prefix = os.path.basename(latest)
     kept = [prefix] + [p for p in _milestone_prefixes(directory, keep_every) if p != prefix]
     for name in os.listdir(directory):
         if any(name.startswith(p + ".") for p in kept) or _is_result(name):
-            shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
-            written.append(os.path.join(target, name))
+            shutil.copy2(os.path.join(directory, name), os.path.join(staging, name))
+            written.append(name)
     if os.path.isdir(os.path.join(directory, "milestones")):
-        shutil.copytree(os.path.join(directory, "milestones"), os.path.join(target, "milestones"))
-        written.append(os.path.join(target, "milestones"))
+        shutil.copytree(os.path.join(directory, "milestones"),
+                        os.path.join(staging, "milestones"))
+        written.append("milestones")
     tf.compat.v1.train.update_checkpoint_state(
-        target, prefix, all_model_checkpoint_paths=sorted(kept, key=_iteration))
-    written.append(os.path.join(target, "checkpoint"))
-    return written
+        staging, prefix, all_model_checkpoint_paths=sorted(kept, key=_iteration))
+    return written + ["checkpoint"]
+
+
+def _swap_in(staging: str, target: str) -> None:
+    """Replaces ``target`` by ``staging`` with two renames: the old copy stays whole until
+    the new one is complete."""
+    retired = target + ".old"
+    if os.path.isdir(retired):   # a pack cut between the renames: that copy is the old one
+        shutil.rmtree(retired)
+    if os.path.isdir(target):
+        os.rename(target, retired)
+    os.rename(staging, target)
+    if os.path.isdir(retired):
+        shutil.rmtree(retired)
 
 
 def pack_run_results(directory: str, destination_root: str,
@@ -112,14 +157,34 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "checkpoints"))
     parser.add_argument("--keep_every", type=int, default=10000,
                         help="also pack checkpoints at multiples of this (0: only the newest)")
+    parser.add_argument("--every_minutes", type=float, default=0.0,
+                        help="pack again every this many minutes until stopped (0: once)")
     args = parser.parse_args()
     for folder in args.folders:
         if not os.path.isdir(folder):
             sys.exit(f"error: {folder} is not a folder")
+    if args.every_minutes < 0:
+        sys.exit(f"error: --every_minutes must be >= 0, got {args.every_minutes}")
+    while True:
+        for path in pack_folders(args.folders, args.out, args.keep_every):
+            print(path, flush=True)
+        if not args.every_minutes:
+            return
+        print(f"packed at {time.strftime('%H:%M:%S')}; again in {args.every_minutes:g} min",
+              flush=True)
+        time.sleep(60 * args.every_minutes)
+
+
+def pack_folders(folders, destination_root: str, keep_every: int = 10000,
+                 logs_root: str = os.path.join(ROOT, "logs")) -> list[str]:
+    """Packs every run below ``folders`` (checkpoint folders and RL runs' results)."""
+    written = []
+    for folder in folders:
         for current, _, _ in os.walk(folder):
-            for path in (pack_directory(os.path.abspath(current), args.out, args.keep_every)
-                         or pack_run_results(os.path.abspath(current), args.out)):
-                print(path)
+            current = os.path.abspath(current)
+            written += (pack_directory(current, destination_root, keep_every, logs_root)
+                        or pack_run_results(current, destination_root, logs_root))
+    return written
 
 
 if __name__ == "__main__":

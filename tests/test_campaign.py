@@ -120,6 +120,74 @@ def test_pack_keeps_newest_milestones_events_and_results(tmp_path):
     assert "12,001 of 60,000" in table and "10,000: 42.50" in table
 
 
+def _replace_newest_checkpoint(run, old, new):
+    """What a training run's CheckpointManager does: saves ``ckpt-{new}``, deletes ``old``."""
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(2.0)), str(run),
+                                         max_to_keep=None, checkpoint_name="ckpt")
+    manager.save(checkpoint_number=new)
+    for name in os.listdir(run):
+        if name.startswith(f"ckpt-{old}."):
+            os.remove(run / name)
+
+
+def test_pack_again_replaces_the_copy_whole(tmp_path):
+    """A second pack after more training swaps the new copy in: the newest checkpoint is the
+    new one, the superseded one is gone and no staging folder is left."""
+    logs = tmp_path / "logs"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    out = tmp_path / "packed"
+    pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs))
+    _replace_newest_checkpoint(run, 12000, 13000)
+    assert pack.pack_folders([str(logs)], str(out), keep_every=10000, logs_root=str(logs))
+    target = out / FO_DIR
+    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-13000")
+    assert not any(n.startswith("ckpt-12000") for n in os.listdir(target))
+    assert sorted(os.listdir(target.parent)) == [os.path.basename(FO_DIR)]
+
+
+def test_pack_starts_again_when_training_replaces_the_newest_checkpoint(tmp_path, monkeypatch):
+    """The training deletes its older checkpoint after writing a newer one: a copy that
+    meets the deletion starts again and packs the newer one."""
+    logs = tmp_path / "logs"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    copy = pack.shutil.copy2
+    calls = []
+
+    def racing_copy(source, destination):
+        if not calls and "ckpt-12000" in source:   # meanwhile: 13,000 saved, 12,000 deleted
+            calls.append(source)
+            _replace_newest_checkpoint(run, 12000, 13000)
+            raise FileNotFoundError(source)
+        return copy(source, destination)
+
+    monkeypatch.setattr(pack.shutil, "copy2", racing_copy)
+    out = tmp_path / "packed"
+    assert pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs))
+    target = out / FO_DIR
+    assert calls and tf.train.latest_checkpoint(str(target)).endswith("ckpt-13000")
+    assert "ckpt-10000.index" in os.listdir(target)
+    assert sorted(os.listdir(target.parent)) == [os.path.basename(FO_DIR)]
+
+
+def test_pack_recovers_a_copy_cut_between_its_renames(tmp_path):
+    """Killed after the old copy was moved aside and before the new one was in place: the
+    next pack puts the old one back first, then replaces it."""
+    logs = tmp_path / "logs"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    out = tmp_path / "packed"
+    pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs))
+    target = out / FO_DIR
+    os.rename(target, str(target) + ".old")
+    (logs / "elsewhere").mkdir()
+    assert pack.pack_folders([str(logs / "elsewhere")], str(out), logs_root=str(logs)) == []
+    assert pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs))
+    assert sorted(os.listdir(target.parent)) == [os.path.basename(FO_DIR)]
+    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-12000")
+
+
 def _campaign_run(tmp_path, name, reached, milestone=True):
     """A run dict as campaign_runs gives it, with checkpoint files up to ``reached``."""
     from maml_tf.config import ExperimentConfig
