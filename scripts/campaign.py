@@ -39,12 +39,12 @@ import pickle
 import re
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)   # forwarding.py, the runner shared with rl_campaign.py
+sys.path.insert(1, ROOT)
 
 import maml_tf  # noqa: E402,F401  (TensorFlow's environment first)
 import numpy as np  # noqa: E402
@@ -54,6 +54,7 @@ from maml_tf.evaluation import read_results, result_basename, summarize  # noqa:
 from maml_tf.reporting.classification import classification_runs  # noqa: E402
 from maml_tf.reporting.paper import load_paper_numbers  # noqa: E402
 from maml_tf.run_folder import checkpoint_iterations  # noqa: E402
+from forwarding import ForwardingRunner  # noqa: E402
 
 # The order the campaign trains in (issue 12); the rest follow in Table 1's order.
 CAMPAIGN_ORDER = ("miniimagenet_1shot_fo", "miniimagenet_1shot", "omniglot_20way_1shot",
@@ -268,7 +269,7 @@ def untested_milestones(directory: str, every: int) -> list[int]:
 def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=None) -> int:
     """Tests every ``every``-th checkpoint that has no milestone result yet; 0, or the
     status of the first test that failed (the later ones are not run)."""
-    runner = runner or _Forwarding()
+    runner = runner or ForwardingRunner()
     directory = run["directory"]
     cfg = run["cfg"]
     todo = untested_milestones(directory, every)
@@ -296,86 +297,11 @@ def run_milestones(run: dict, logroot: str, every: int, run_sh: str, runner=None
     return 0
 
 
-class _Forwarding:
-    """Runs commands one at a time, each in its own process group, and passes SIGTERM /
-    SIGINT on to the whole group: ``run.sh`` runs Python as a child of bash, and bash would
-    die at once on SIGTERM while the training run still saves. After a signal it waits until
-    every process of the group has ended, so the driver exits after the checkpoint is
-    written; ``stopped`` says a signal arrived."""
-
-    def __init__(self, poll_seconds: float = 60.0):
-        self.child = None
-        self.stopped = None
-        self.poll_seconds = poll_seconds
-
-    def __call__(self, command: list, logroot: str, interrupt_when=None) -> int:
-        """Runs ``command`` to its end; ``interrupt_when()``, asked every ``poll_seconds``
-        while it runs, may end it early with SIGTERM (the driver's own pause, not a stop)."""
-        if self.stopped is not None:
-            return 128 + self.stopped
-        # its own process group, not its own session: Linux schedules a session as one
-        # group (autogroup), and a new one would not keep the driver's nice value
-        self.child = subprocess.Popen(command, env=dict(os.environ, LOGROOT=logroot),
-                                      process_group=0)
-        try:
-            while True:
-                try:
-                    code = self.child.wait(timeout=self.poll_seconds if interrupt_when
-                                           else None)
-                    break
-                except subprocess.TimeoutExpired:
-                    if self.stopped is None and interrupt_when():
-                        os.killpg(self.child.pid, signal.SIGTERM)
-                        code = self.child.wait()
-                        _wait_for_group(self.child.pid)
-                        break
-            if self.stopped is not None:
-                _wait_for_group(self.child.pid)
-            return 128 - code if code < 0 else code
-        finally:
-            self.child = None
-
-    def handle(self, signum, _frame):
-        self.stopped = signum
-        if self.child is not None:
-            try:
-                os.killpg(self.child.pid, signum)
-            except ProcessLookupError:
-                pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process other than a zombie is left in process group ``pgid``."""
-    if not os.path.isdir("/proc"):
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
-
-
-def _wait_for_group(pgid: int, timeout: float = 1800.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-
-
 def train(runs: list[dict], logroot: str, every: int, run_sh: str, runner=None,
           log=print) -> int:
     """Each run of ``runs`` in turn: resumed until complete, then final and milestone tests.
     Returns 0 when every run is complete and tested, else the status that stopped it."""
-    runner = runner or _Forwarding()
+    runner = runner or ForwardingRunner()
     for run in runs:
         directory, name = run["directory"], run["name"]
         while True:
@@ -443,7 +369,7 @@ def main(argv=None):
     if args.every <= 0:
         parser.error(f"--every must be > 0, got {args.every}")
     run_sh = os.path.join(ROOT, "run.sh")
-    forwarding = _Forwarding()
+    forwarding = ForwardingRunner()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forwarding.handle)
     if args.command == "train":

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(1, ROOT)
 
-from campaign import _Forwarding  # noqa: E402  (the same signal-forwarding runner)
+from forwarding import ForwardingRunner  # noqa: E402
 from flags.experiments import EXPERIMENTS, rl_result_file  # noqa: E402
 from maml_tf.run_folder import checkpoint_iterations  # noqa: E402
 
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     if args.command == "status":
         print(status(runs, args.logroot))
         return 0
-    forwarding = _Forwarding()
+    forwarding = ForwardingRunner()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forwarding.handle)
     return train(runs, args.logroot, os.path.join(ROOT, "run.sh"), forwarding)

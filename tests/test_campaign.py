@@ -11,6 +11,7 @@ from tests.scripts import load_script
 
 campaign = load_script("campaign")
 pack = load_script("pack_checkpoints")
+runner_module = load_script("forwarding")
 
 FO_DIR = "miniimagenet1shot/cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm"
 
@@ -368,7 +369,7 @@ def test_forwarding_ends_a_command_when_asked_and_waits_for_its_save(tmp_path):
     script, marker, ready, child = _saving_run_sh(tmp_path, 0.5)
     os.environ["CHILD"] = child
     try:
-        forwarding = campaign._Forwarding(poll_seconds=0.1)
+        forwarding = runner_module.ForwardingRunner(poll_seconds=0.1)
         code = forwarding([str(script), "x"], str(tmp_path), interrupt_when=ready.exists)
     finally:
         del os.environ["CHILD"]
@@ -385,7 +386,7 @@ def test_train_passes_a_signal_on_and_waits_for_the_save(tmp_path):
     script, marker, ready, child = _saving_run_sh(tmp_path, 1.5)
     os.environ["CHILD"] = child
     try:
-        forwarding, result = campaign._Forwarding(), []
+        forwarding, result = runner_module.ForwardingRunner(), []
         thread = threading.Thread(target=lambda: result.append(
             forwarding([str(script), "x"], str(tmp_path))))
         thread.start()
@@ -414,7 +415,7 @@ def test_train_keeps_the_command_in_the_drivers_session(tmp_path):
     script.chmod(0o755)
     os.environ["OUT"] = str(tmp_path / "ids")
     try:
-        assert campaign._Forwarding()([str(script), "x"], str(tmp_path)) == 0
+        assert runner_module.ForwardingRunner()([str(script), "x"], str(tmp_path)) == 0
     finally:
         del os.environ["OUT"]
     sid, pgid = (int(v) for v in (tmp_path / "ids").read_text().split())
