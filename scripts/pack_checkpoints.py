@@ -17,8 +17,9 @@ so that ``checkpoints/`` never falls more than N minutes behind ``logs/`` on a m
 may vanish with its disk (a killed run loses one checkpoint interval; a lost machine then
 loses N minutes more, not the session):
 
-    nohup nice .venv/bin/python scripts/pack_checkpoints.py --every_minutes=20 \
-        logs/miniimagenet1shot logs/rl &
+    .venv/bin/python scripts/pack_checkpoints.py --every_minutes=20 logs/miniimagenet1shot logs/rl
+
+(started in the background at low priority as README "The Table 1 campaign" shows).
 
 Each run folder is written beside its packed copy and swapped in whole, so an interrupted
 pack leaves the previous copy; a checkpoint the training deletes during the copy (it keeps
@@ -74,16 +75,14 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     Beside the newest checkpoint: the milestone checkpoints (every ``keep_every``
     iterations), test results and TensorBoard event files, so that a run continued on another
     machine still has its validation curve, wall time and untested milestones."""
-    if tf.train.latest_checkpoint(directory) is None:
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
         return []
     target = _packed_path(directory, destination_root, logs_root)
     if not os.path.isdir(target) and os.path.isdir(target + ".old"):
         os.rename(target + ".old", target)   # a pack cut between its two renames
+    staging = target + ".packing"
     for attempt in range(_ATTEMPTS):
-        latest = tf.train.latest_checkpoint(directory)
-        if latest is None:
-            return []
-        staging = target + ".packing"
         if os.path.isdir(staging):
             shutil.rmtree(staging)
         os.makedirs(staging)
@@ -93,6 +92,7 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
             shutil.rmtree(staging)
             if attempt == _ATTEMPTS - 1:
                 raise
+            latest = tf.train.latest_checkpoint(directory)
             continue
         _swap_in(staging, target)
         return [os.path.join(target, name) for name in names]
@@ -119,7 +119,7 @@ def _swap_in(staging: str, target: str) -> None:
     """Replaces ``target`` by ``staging`` with two renames: the old copy stays whole until
     the new one is complete."""
     retired = target + ".old"
-    if os.path.isdir(retired):   # a pack cut between the renames: that copy is the old one
+    if os.path.isdir(retired):   # a pack cut after its renames, before this removal
         shutil.rmtree(retired)
     if os.path.isdir(target):
         os.rename(target, retired)
