@@ -21,6 +21,8 @@ TRPO does not constrain).
 Usage (results in docs/RL.md, "The finite-difference step"):
     python scripts/fd_hvp_study.py --env_name=point --checkpoint=init --out=/tmp/fd/point_init.json
     python scripts/fd_hvp_study.py --env_name=point --checkpoint=/tmp/fd/point_maml/checkpoints/ckpt-500
+    (--env_name: point, cheetah_dir, cheetah_vel, ant_vel, ant_dir; TASKS holds each one's
+    released training settings, checked against the rl_<env> presets by the tests)
 """
 from __future__ import annotations
 
@@ -43,6 +45,12 @@ TASKS = {
                         step_size=0.02),
     "cheetah_vel": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=10, horizon=200,
                         step_size=0.01),
+    # the ant's released MAML configurations (cluster_maml_trpo_ant.py): does FD(1.0) stay
+    # accurate on a policy with a 111-dimensional observation? (session 21)
+    "ant_vel": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=20, horizon=200,
+                    step_size=0.01),
+    "ant_dir": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=40, horizon=200,
+                    step_size=0.01),
 }
 PRODUCTS = {"fd1e-8": 1e-8, "fd1": 1.0}
 

@@ -51,3 +51,20 @@ def test_fd_study_refuses_a_missing_checkpoint(tmp_path, capsys):
         study.main(["--env_name=point", f"--checkpoint={tmp_path}/ckpt-5"])
     assert error.value.code == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_name", ["point", "cheetah_dir", "cheetah_vel", "ant_vel",
+                                      "ant_dir"])
+def test_fd_study_settings_are_the_released_presets(env_name):
+    """The study explains the runs the rl_<env> presets train: same inner step, batch and
+    KL bound, so a preset changed later cannot leave the study measuring something else."""
+    from absl import flags as absl_flags
+    import flags.rl  # noqa: F401  (defines --step_size)
+    from flags.experiments import resolved_flags, task_defaults
+    settings = load_study().TASKS[env_name]
+    preset = {**task_defaults(env_name), **resolved_flags(f"rl_{env_name}")}
+    assert settings["fast_lr"] == preset["fast_lr"]
+    assert settings["meta_batch_size"] == preset["meta_batch_size"]
+    assert settings["fast_batch_size"] == preset["fast_batch_size"]
+    assert settings["horizon"] == preset["max_path_length"]
+    assert settings["step_size"] == preset.get("step_size", absl_flags.FLAGS["step_size"].default)
