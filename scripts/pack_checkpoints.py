@@ -21,13 +21,19 @@ loses N minutes more, not the session):
 
 (started in the background at low priority as README "The Table 1 campaign" shows).
 
+``--commit`` also commits what changed below ``--out`` after every round (only those paths:
+whatever else is staged stays staged and uncommitted), so the packed state is in the
+repository's history and not only in a working tree that may be lost with the session.
+
 Each run folder is written beside its packed copy and swapped in whole, so an interrupted
 pack leaves the previous copy; a checkpoint the training deletes during the copy (it keeps
 only its newest) makes that folder's pack start again from the new newest.
 """
 import argparse
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 
@@ -37,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ATTEMPTS = 3   # copies of a run folder tried while its training replaces the newest checkpoint
+_GIT_ATTEMPTS = 3   # a commit tried again while another git command holds the index lock
 
 
 def _iteration(prefix: str) -> int:
@@ -159,20 +166,65 @@ def main():
                         help="also pack checkpoints at multiples of this (0: only the newest)")
     parser.add_argument("--every_minutes", type=float, default=0.0,
                         help="pack again every this many minutes until stopped (0: once)")
+    parser.add_argument("--commit", action="store_true",
+                        help="git-commit what changed below --out after every pack (only "
+                             "those paths; other staged changes stay staged)")
     args = parser.parse_args()
     for folder in args.folders:
         if not os.path.isdir(folder):
             sys.exit(f"error: {folder} is not a folder")
     if args.every_minutes < 0:
         sys.exit(f"error: --every_minutes must be >= 0, got {args.every_minutes}")
+    existing = os.path.abspath(args.out)
+    while not os.path.isdir(existing):   # --out is created by the first pack
+        existing = os.path.dirname(existing)
+    if args.commit and _git(existing, "rev-parse", "--show-toplevel").returncode != 0:
+        sys.exit(f"error: --commit: {args.out} is not inside a git repository")
     while True:
-        for path in pack_folders(args.folders, args.out, args.keep_every):
+        written = pack_folders(args.folders, args.out, args.keep_every)
+        for path in written:
             print(path, flush=True)
+        if args.commit:
+            commit = commit_packed(args.out, written)
+            print(f"committed {commit}" if commit else "nothing new to commit", flush=True)
         if not args.every_minutes:
             return
         print(f"packed at {time.strftime('%H:%M:%S')}; again in {args.every_minutes:g} min",
               flush=True)
         time.sleep(60 * args.every_minutes)
+
+
+def _git(where: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True)
+
+
+def commit_packed(destination_root: str, written=(), log=print):
+    """Commits the changes below ``destination_root`` (new, changed and deleted files) and
+    nothing else; returns the new commit's hash, or None when nothing changed or git failed
+    (said through ``log``: the next round tries again). The message names the newest
+    checkpoint of each run written."""
+    changed = _git(destination_root, "status", "--porcelain", "--", ".")
+    if changed.returncode != 0 or not changed.stdout.strip():
+        return None
+    newest = {}
+    for path in written:
+        match = re.search(r"ckpt-(\d+)\.index$", path)
+        if match:
+            run = os.path.relpath(os.path.dirname(path), destination_root)
+            newest[run] = max(newest.get(run, 0), int(match.group(1)))
+    runs = ", ".join(f"{run} ckpt-{n}" for run, n in sorted(newest.items()))
+    message = (f"checkpoints packed at {time.strftime('%H:%M UTC', time.gmtime())} "
+               f"(pack_checkpoints --commit){': ' + runs if runs else ''}")
+    for attempt in range(_GIT_ATTEMPTS):
+        added = _git(destination_root, "add", "-A", "--", ".")
+        done = added.returncode == 0 and _git(
+            destination_root, "commit", "-q", "-m", message, "--", ".").returncode == 0
+        if done:
+            return _git(destination_root, "rev-parse", "--short", "HEAD").stdout.strip()
+        time.sleep(5 * (attempt + 1))   # another git command held the index lock
+    log(f"warning: could not commit {destination_root} (git busy or failing); "
+        "the next round tries again")
+    return None
 
 
 def pack_folders(folders, destination_root: str, keep_every: int = 10000,

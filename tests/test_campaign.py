@@ -420,3 +420,55 @@ def test_train_keeps_the_command_in_the_drivers_session(tmp_path):
         del os.environ["OUT"]
     sid, pgid = (int(v) for v in (tmp_path / "ids").read_text().split())
     assert sid == os.getsid(0) and pgid != os.getpgid(0)
+
+
+def _git(repo, *args):
+    import subprocess
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_pack_commit_takes_only_the_packed_paths(tmp_path):
+    """--commit puts each pack into the history (a session may end with its working tree
+    lost) without sweeping up what else is staged, and makes no empty commits."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.name", "t")
+    _git(repo, "config", "user.email", "t@example.invalid")
+    (repo / "README.md").write_text("one\n")
+    _git(repo, "add", "README.md")
+    _git(repo, "commit", "-q", "-m", "start")
+    (repo / "README.md").write_text("two\n")
+    _git(repo, "add", "README.md")                    # staged work of the session
+    logs, packed = repo / "logs", repo / "checkpoints"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    written = pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
+    commit = pack.commit_packed(str(packed), written)
+    assert commit and _git(repo, "rev-parse", "--short", "HEAD").strip() == commit
+    message = _git(repo, "log", "-1", "--format=%s")
+    assert f"{FO_DIR} ckpt-12000" in message
+    files = _git(repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert f"checkpoints/{FO_DIR}/ckpt-12000.index" in files
+    assert "README.md" not in files
+    assert _git(repo, "diff", "--cached", "--name-only").split() == ["README.md"]
+    assert pack.commit_packed(str(packed), written) is None      # nothing new
+    # the training moves on: the next pack's commit records the deletion of the old newest
+    _replace_newest_checkpoint(run, 12000, 13000)
+    written = pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
+    assert pack.commit_packed(str(packed), written)
+    files = _git(repo, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert f"checkpoints/{FO_DIR}/ckpt-13000.index" in files
+    assert f"checkpoints/{FO_DIR}/ckpt-12000.index" not in files
+    assert not _git(repo, "status", "--porcelain", "--", "checkpoints").strip()
+
+
+def test_pack_commit_outside_a_repository_is_refused_first(tmp_path, monkeypatch):
+    import pytest
+    (tmp_path / "logs").mkdir()
+    monkeypatch.setattr(sys, "argv", ["pack_checkpoints.py", "--commit",
+                                      f"--out={tmp_path / 'out'}", str(tmp_path / "logs")])
+    with pytest.raises(SystemExit) as stop:
+        pack.main()
+    assert "--commit" in str(stop.value) and "not inside a git repository" in str(stop.value)
