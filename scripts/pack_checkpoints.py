@@ -185,7 +185,7 @@ def main():
         for path in written:
             print(path, flush=True)
         if args.commit:
-            commit = commit_packed(args.out, written)
+            commit = commit_packed(args.out)
             print(f"committed {commit}" if commit else "nothing new to commit", flush=True)
         if not args.every_minutes:
             return
@@ -198,23 +198,25 @@ def _git(where: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True)
 
 
-def commit_packed(destination_root: str, written=(), log=print):
+def commit_packed(destination_root: str, log=print):
     """Commits the changes below ``destination_root`` (new, changed and deleted files) and
     nothing else; returns the new commit's hash, or None when nothing changed or git failed
-    (said through ``log``: the next round tries again). The message names the newest
-    checkpoint of each run written."""
-    changed = _git(destination_root, "status", "--porcelain", "--", ".")
+    (said through ``log``: the next round tries again). The message names the new
+    checkpoints."""
+    changed = _git(destination_root, "status", "--porcelain", "-uall", "--", ".")
     if changed.returncode != 0 or not changed.stdout.strip():
         return None
-    newest = {}
-    for path in written:
-        match = re.search(r"ckpt-(\d+)\.index$", path)
-        if match:
-            run = os.path.relpath(os.path.dirname(path), destination_root)
-            newest[run] = max(newest.get(run, 0), int(match.group(1)))
-    runs = ", ".join(f"{run} ckpt-{n}" for run, n in sorted(newest.items()))
+    root = _git(destination_root, "rev-parse", "--show-toplevel").stdout.strip()
+    new = []
+    for line in changed.stdout.splitlines():
+        match = re.search(r"ckpt-(\d+)\.index$", line)
+        if match and line[:2] in ("??", "A "):
+            path = os.path.join(root, line[3:].strip('"'))
+            run = os.path.relpath(os.path.dirname(path), os.path.abspath(destination_root))
+            new.append(f"{run} ckpt-{match.group(1)}")
     message = (f"checkpoints packed at {time.strftime('%H:%M UTC', time.gmtime())} "
-               f"(pack_checkpoints --commit){': ' + runs if runs else ''}")
+               f"(pack_checkpoints --commit): "
+               f"{', '.join(sorted(new)) if new else 'results and event files'}")
     for attempt in range(_GIT_ATTEMPTS):
         added = _git(destination_root, "add", "-A", "--", ".")
         done = added.returncode == 0 and _git(

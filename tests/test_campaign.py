@@ -444,8 +444,8 @@ def test_pack_commit_takes_only_the_packed_paths(tmp_path):
     logs, packed = repo / "logs", repo / "checkpoints"
     run = logs / FO_DIR
     _fake_run(str(run))
-    written = pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
-    commit = pack.commit_packed(str(packed), written)
+    pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
+    commit = pack.commit_packed(str(packed))
     assert commit and _git(repo, "rev-parse", "--short", "HEAD").strip() == commit
     message = _git(repo, "log", "-1", "--format=%s")
     assert f"{FO_DIR} ckpt-12000" in message
@@ -453,11 +453,12 @@ def test_pack_commit_takes_only_the_packed_paths(tmp_path):
     assert f"checkpoints/{FO_DIR}/ckpt-12000.index" in files
     assert "README.md" not in files
     assert _git(repo, "diff", "--cached", "--name-only").split() == ["README.md"]
-    assert pack.commit_packed(str(packed), written) is None      # nothing new
+    assert pack.commit_packed(str(packed)) is None                # nothing new
     # the training moves on: the next pack's commit records the deletion of the old newest
     _replace_newest_checkpoint(run, 12000, 13000)
-    written = pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
-    assert pack.commit_packed(str(packed), written)
+    pack.pack_directory(str(run), str(packed), keep_every=10000, logs_root=str(logs))
+    assert pack.commit_packed(str(packed))
+    assert "ckpt-13000" in _git(repo, "log", "-1", "--format=%s")
     files = _git(repo, "ls-tree", "-r", "--name-only", "HEAD").split()
     assert f"checkpoints/{FO_DIR}/ckpt-13000.index" in files
     assert f"checkpoints/{FO_DIR}/ckpt-12000.index" not in files
