@@ -46,7 +46,7 @@ TASKS = {
     "cheetah_vel": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=10, horizon=200,
                         step_size=0.01),
     # the ant's released MAML configurations (cluster_maml_trpo_ant.py): does FD(1.0) stay
-    # accurate on a policy with a 111-dimensional observation? (session 21)
+    # accurate on a policy with a 125-dimensional observation? (session 21)
     "ant_vel": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=20, horizon=200,
                     step_size=0.01),
     "ant_dir": dict(fast_lr=0.1, meta_batch_size=40, fast_batch_size=40, horizon=200,
