@@ -15,11 +15,16 @@ root. A ``best/`` sub-folder (the RL trainer's best policy) is packed too.
 ``--every_minutes=N`` packs again every N minutes until stopped, beside the running trainings,
 so that ``checkpoints/`` never falls more than N minutes behind ``logs/`` on a machine that
 may vanish with its disk (a killed run loses one checkpoint interval; a lost machine then
-loses N minutes more, not the session):
+loses N minutes more, not the session; started in the background at low priority as README
+"The Table 1 campaign" shows).
 
-    .venv/bin/python scripts/pack_checkpoints.py --every_minutes=20 logs/miniimagenet1shot logs/rl
+A run whose packed copy already holds what a pack would copy (same names, sizes and
+modification times, or the same bytes) is left alone, and only changed result files are
+copied, so ``logs`` itself can be named: a round then costs one listing per finished run and
+follows the campaigns onto runs they start later (Omniglot 5-way 5-shot after 20-way, the
+next RL run), which a list of folders named at the start would miss:
 
-(started in the background at low priority as README "The Table 1 campaign" shows).
+    .venv/bin/python scripts/pack_checkpoints.py --every_minutes=20 --commit logs
 
 ``--commit`` also commits what changed below ``--out`` after every round (only those paths:
 whatever else is staged stays staged and uncommitted), so the packed state is in the
@@ -30,6 +35,7 @@ pack leaves the previous copy; a checkpoint the training deletes during the copy
 only its newest) makes that folder's pack start again from the new newest.
 """
 import argparse
+import filecmp
 import os
 import re
 import shutil
@@ -88,6 +94,9 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
     target = _packed_path(directory, destination_root, logs_root)
     if not os.path.isdir(target) and os.path.isdir(target + ".old"):
         os.rename(target + ".old", target)   # a pack cut between its two renames
+    if _same_files(_kept_files(directory, os.path.basename(latest), keep_every), directory,
+                   target):
+        return []   # nothing new since the last pack: a finished run costs one listing
     staging = target + ".packing"
     for attempt in range(_ATTEMPTS):
         if os.path.isdir(staging):
@@ -105,10 +114,47 @@ def pack_directory(directory: str, destination_root: str, keep_every: int = 1000
         return [os.path.join(target, name) for name in names]
 
 
+def _kept_prefixes(directory: str, prefix: str, keep_every: int) -> list[str]:
+    return [prefix] + [p for p in _milestone_prefixes(directory, keep_every) if p != prefix]
+
+
+def _kept_files(directory: str, prefix: str, keep_every: int) -> list[str]:
+    """The paths below ``directory`` (relative) that a pack of it copies, ``checkpoint``
+    (written, not copied) left out."""
+    kept = _kept_prefixes(directory, prefix, keep_every)
+    names = [n for n in os.listdir(directory)
+             if any(n.startswith(p + ".") for p in kept) or _is_result(n)]
+    for current, _, files in os.walk(os.path.join(directory, "milestones")):
+        names += [os.path.relpath(os.path.join(current, f), directory) for f in files]
+    return sorted(names)
+
+
+def _same_file(source: str, copy: str) -> bool:
+    """Same size and either the same modification time (``copy2`` keeps it) or the same bytes
+    (a copy restored with ``cp -r``, which does not)."""
+    try:
+        a, b = os.stat(source), os.stat(copy)
+    except FileNotFoundError:
+        return False
+    return a.st_size == b.st_size and (a.st_mtime_ns == b.st_mtime_ns
+                                       or filecmp.cmp(source, copy, shallow=False))
+
+
+def _same_files(names: list[str], directory: str, target: str) -> bool:
+    """True when ``target`` already holds exactly ``names`` as they are in ``directory``."""
+    if not os.path.isdir(target):
+        return False
+    packed = [os.path.relpath(os.path.join(current, f), target)
+              for current, _, files in os.walk(target) for f in files]
+    return (sorted(n for n in packed if n != "checkpoint") == names
+            and all(_same_file(os.path.join(directory, n), os.path.join(target, n))
+                    for n in names))
+
+
 def _copy_run(directory: str, staging: str, prefix: str, keep_every: int) -> list[str]:
     """Copies what :func:`pack_directory` keeps into ``staging``; returns the names written."""
     written = []
-    kept = [prefix] + [p for p in _milestone_prefixes(directory, keep_every) if p != prefix]
+    kept = _kept_prefixes(directory, prefix, keep_every)
     for name in os.listdir(directory):
         if any(name.startswith(p + ".") for p in kept) or _is_result(name):
             shutil.copy2(os.path.join(directory, name), os.path.join(staging, name))
@@ -152,9 +198,10 @@ def pack_run_results(directory: str, destination_root: str,
     os.makedirs(target, exist_ok=True)
     written = []
     for name in names:
-        if _is_result(name) or name == "config.json":
-            shutil.copy2(os.path.join(directory, name), os.path.join(target, name))
-            written.append(os.path.join(target, name))
+        source, copy = os.path.join(directory, name), os.path.join(target, name)
+        if (_is_result(name) or name == "config.json") and not _same_file(source, copy):
+            shutil.copy2(source, copy)
+            written.append(copy)
     return written
 
 
@@ -236,8 +283,10 @@ def pack_folders(folders, destination_root: str, keep_every: int = 10000,
     for folder in folders:
         for current, _, _ in os.walk(folder):
             current = os.path.abspath(current)
-            written += (pack_directory(current, destination_root, keep_every, logs_root)
-                        or pack_run_results(current, destination_root, logs_root))
+            if tf.train.latest_checkpoint(current):
+                written += pack_directory(current, destination_root, keep_every, logs_root)
+            else:
+                written += pack_run_results(current, destination_root, logs_root)
     return written
 
 

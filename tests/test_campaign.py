@@ -184,9 +184,13 @@ def test_pack_recovers_a_copy_cut_between_its_renames(tmp_path):
     os.rename(target, str(target) + ".old")
     (logs / "elsewhere").mkdir()
     assert pack.pack_folders([str(logs / "elsewhere")], str(out), logs_root=str(logs)) == []
+    # the old copy is back and current: nothing to write
+    assert pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs)) == []
+    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-12000")
+    _replace_newest_checkpoint(run, 12000, 13000)
     assert pack.pack_directory(str(run), str(out), keep_every=10000, logs_root=str(logs))
     assert sorted(os.listdir(target.parent)) == [os.path.basename(FO_DIR)]
-    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-12000")
+    assert tf.train.latest_checkpoint(str(target)).endswith("ckpt-13000")
 
 
 def _campaign_run(tmp_path, name, reached, milestone=True):
@@ -473,3 +477,44 @@ def test_pack_commit_outside_a_repository_is_refused_first(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as stop:
         pack.main()
     assert "--commit" in str(stop.value) and "not inside a git repository" in str(stop.value)
+
+
+def test_pack_leaves_an_unchanged_run_alone_and_follows_new_runs(tmp_path):
+    """Packing ``logs`` whole: a second round writes nothing for a run that did not change
+    (also after a restore by ``cp -r``, which drops modification times), repacks one whose
+    newest checkpoint or event file changed, and picks up a run started since."""
+    logs = tmp_path / "logs"
+    run = logs / FO_DIR
+    _fake_run(str(run))
+    rl_run = logs / "rl" / "ant_vel_maml"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)),
+                                         str(rl_run / "checkpoints"), max_to_keep=1)
+    manager.save(checkpoint_number=120)
+    (rl_run / "progress.csv").write_text("itr\n120\n")
+    out = tmp_path / "packed"
+    assert pack.pack_folders([str(logs)], str(out), logs_root=str(logs))
+    assert pack.pack_folders([str(logs)], str(out), logs_root=str(logs)) == []
+
+    packed_index = out / FO_DIR / "ckpt-12000.index"
+    os.utime(packed_index, ns=(0, 0))   # as cp -r leaves it: other time, same bytes
+    assert pack.pack_folders([str(logs)], str(out), logs_root=str(logs)) == []
+
+    (rl_run / "progress.csv").write_text("itr\n120\n121\n")
+    manager.save(checkpoint_number=121)
+    written = pack.pack_folders([str(logs)], str(out), logs_root=str(logs))
+    assert {os.path.relpath(w, out) for w in written} >= {
+        os.path.join("rl", "ant_vel_maml", "progress.csv"),
+        os.path.join("rl", "ant_vel_maml", "checkpoints", "ckpt-121.index")}
+    assert not any(FO_DIR in w for w in written)
+    assert (out / "rl" / "ant_vel_maml" / "progress.csv").read_text().endswith("121\n")
+
+    with open(run / "milestones" / "itr10000_test_ubs1_stepsize0.01.pkl", "ab") as f:
+        f.write(b"more")   # a result rewritten: the run is packed again
+    assert any(FO_DIR in w for w in pack.pack_folders([str(logs)], str(out),
+                                                      logs_root=str(logs)))
+
+    later = logs / "omniglot5way5shot" / "cls_5.mbs_32.ubs_5.numstep1.updatelr0.4batchnorm"
+    _fake_run(str(later), checkpoints=(500,))
+    written = pack.pack_folders([str(logs)], str(out), logs_root=str(logs))
+    assert written and all("omniglot5way5shot" in w for w in written)
+    assert tf.train.latest_checkpoint(str(out / os.path.relpath(later, logs))).endswith("ckpt-500")
