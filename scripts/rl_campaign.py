@@ -18,10 +18,12 @@ group at a lower priority (README, "Long runs across sessions").
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import os
 import pickle
 import signal
+import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -183,11 +185,30 @@ def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
     return 0
 
 
+def recent_pace(logdir: str, last: int = 20) -> float | None:
+    """Median seconds per iteration over the run's ``last`` iterations in ``progress.csv``
+    (the trainer's ``time_iteration``: sampling and meta-step, whatever shared the machine
+    then), or None before any."""
+    path = os.path.join(logdir, "progress.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path, newline="") as handle:
+        times = [float(row["time_iteration"]) for row in csv.DictReader(handle)
+                 if row.get("time_iteration")]
+    return statistics.median(times[-last:]) if times else None
+
+
 def status(runs, logroot: str) -> str:
+    """One line per run: iterations reached, the time to go at the recent pace for a run
+    started and not finished, the test's average return per step where it exists."""
     lines = []
     for run in runs:
         reached = iterations_reached(run.logdir(logroot))
         text = f"{run.folder}: {reached} of {run.iterations} iterations"
+        pace = recent_pace(run.logdir(logroot)) if 0 < reached < run.iterations else None
+        if pace is not None:
+            hours = (run.iterations - reached) * pace / 3600
+            text += f" (median {pace:.0f} s per iteration lately: about {hours:.1f} h to go)"
         if os.path.exists(run.result(logroot)):
             with open(run.result(logroot), "rb") as handle:
                 result = pickle.load(handle)

@@ -71,3 +71,18 @@ def test_the_queue_names_real_presets():
         assert EXPERIMENTS[run.preset].kind == "rl"
         # a test-only run tests its own preset; a training run its test preset
         assert (run.test == run.preset) == (run.iterations == 0)
+
+
+def test_status_gives_the_time_to_go_at_the_recent_pace(tmp_path):
+    """A run cut short says how long the rest takes at the median of its recent iterations."""
+    logdir = os.path.join(str(tmp_path), "rl", "a")
+    os.makedirs(os.path.join(logdir, "checkpoints"))
+    open(os.path.join(logdir, "checkpoints", "ckpt-1.index"), "w").close()
+    with open(os.path.join(logdir, "progress.csv"), "w") as handle:
+        handle.write("iteration,time_iteration,time_sampling\n0,1000.0,1.0\n1,1800.0,1.0\n"
+                     "2,3600.0,1.0\n")
+    assert rl_campaign.recent_pace(logdir) == 1800.0
+    assert rl_campaign.recent_pace(logdir, last=1) == 3600.0
+    text = rl_campaign.status(RUNS, str(tmp_path))
+    assert "a: 1 of 3 iterations (median 1800 s per iteration lately: about 1.0 h to go)" in text
+    assert "b: 0 of 2 iterations\n" in text   # not started: no pace
