@@ -9,10 +9,13 @@ Table 1 campaign and across machine restarts. ``train`` goes through :data:`RUNS
 it resumes the first run short of its iterations (``./run.sh PRESET`` with the run's flags;
 RL runs resume from their newest checkpoint), and when a run has its iterations it runs its
 test (``./run.sh PRESET_test`` at the tested iteration, the released test protocol) unless
-the result exists, then goes on. SIGTERM / SIGINT are passed on to the running command (a
-training run saves first) and the chain stops, as ``scripts/campaign.py train`` does (the same
-runner). ``status`` prints one line per run: iterations reached, and the test's average
-returns per step when it exists. Run it beside the Table 1 campaign in its own scheduling
+the result exists, then goes on. A run with ``partial_every`` (the ant's MAML runs, a day or
+two each) is paused whenever it passes a multiple of it and tested there on the way
+(``test_METHOD_itrN.pkl`` beside the final result), as the Table 1 campaign tests
+milestones. SIGTERM / SIGINT are passed on to the running command (a training run saves
+first) and the chain stops, as ``scripts/campaign.py train`` does (the same runner).
+``status`` prints one line per run: iterations reached, the time to go of a run in progress,
+and the average returns per step of its tests. Run it beside the Table 1 campaign in its own scheduling
 group at a lower priority (README, "Long runs across sessions").
 """
 from __future__ import annotations
@@ -49,6 +52,9 @@ class RLRun:
     #: the test's preset (default ``PRESET_test``); a test-only run (the random baselines:
     #: ``iterations`` 0) names its own preset here
     test_preset: str = ""
+    #: a run of many hours is also tested at every multiple of this many iterations on the
+    #: way (0: never), so that it reports labelled partial results while it trains
+    partial_every: int = 0
 
     @property
     def test(self) -> str:
@@ -61,6 +67,21 @@ class RLRun:
         """The test result's pickle: where the test writes it by default, so that
         ``./run.sh rl_ENV_compare`` finds the baselines' results."""
         return rl_result_file(self.logdir(logroot), EXPERIMENTS[self.test].method)
+
+    def partial_result(self, logroot: str, iteration: int) -> str:
+        """Where the partial test at ``iteration`` goes: ``test_METHOD_itrN.pkl`` beside the
+        final result (packed with it; ``rl_ENV_compare`` reads only the final name)."""
+        return self.result(logroot)[:-len(".pkl")] + f"_itr{iteration}.pkl"
+
+    def untested_partials(self, logroot: str) -> list[int]:
+        """Kept checkpoints at multiples of ``partial_every`` short of the end, untested.
+        (The trainer keeps its five newest checkpoints: one passed while nobody watched is
+        gone, and skipped.)"""
+        if not self.partial_every:
+            return []
+        kept = checkpoint_iterations(os.path.join(self.logdir(logroot), "checkpoints"))
+        return [i for i in kept if 0 < i < self.iterations and i % self.partial_every == 0
+                and not os.path.exists(self.partial_result(logroot, i))]
 
 
 # In order. First the released half-cheetah forward/backward configuration (FD step 1.0,
@@ -138,13 +159,16 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
     *(RLRun(f"cheetah_dir_maml_exact_hvp_seed{seed}", "rl_cheetah_dir", 100,
             ("--hvp=exact", f"--seed={seed}", *_IN_PROCESS), _IN_PROCESS, test_at="100")
       for seed in (2, 3)),
-    RLRun("ant_vel_maml", "rl_ant_vel", 375, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+    # the ant's MAML runs take a day or two beside the Table 1 campaign: tested on the way
+    RLRun("ant_vel_maml", "rl_ant_vel", 375, _IN_PROCESS, _IN_PROCESS, test_at="latest",
+          partial_every=100),
     RLRun("ant_dir_random", "rl_ant_dir_random", 0, (), _IN_PROCESS,
           test_preset="rl_ant_dir_random"),
     # the same test on the paper's goals: 20 of the 40 backward (the released script: 25)
     RLRun("ant_dir_random_paper_goals", "rl_ant_dir_random", 0, (),
           ("--test_backward_fraction=0.428571", *_IN_PROCESS), test_preset="rl_ant_dir_random"),
-    RLRun("ant_dir_maml", "rl_ant_dir", 575, _IN_PROCESS, _IN_PROCESS, test_at="latest"),
+    RLRun("ant_dir_maml", "rl_ant_dir", 575, _IN_PROCESS, _IN_PROCESS, test_at="latest",
+          partial_every=100),
     # half-cheetah goal velocity's MAML with the released scripts' budget sampling (a budget
     # of 2,000 steps per task, paths in flight finished: the default since issue 15). Last
     # since session 16: the paper's runs sampled as the folder cheetah_vel_maml did (exactly
@@ -160,20 +184,53 @@ def iterations_reached(logdir: str) -> int:
     return max(checkpoint_iterations(os.path.join(logdir, "checkpoints")), default=0)
 
 
+def test_partials(run: RLRun, logroot: str, run_sh: str, runner, log=print) -> int:
+    """Tests every kept checkpoint at a multiple of ``run.partial_every`` that has no
+    partial result yet; 0, or the status of the test that failed."""
+    for iteration in run.untested_partials(logroot):
+        log(f"rl campaign: {run.folder}: partial test at iteration {iteration}")
+        code = runner([run_sh, run.test, f"--logdir={run.logdir(logroot)}",
+                       f"--test_checkpoint={iteration}",
+                       f"--test_results={run.partial_result(logroot, iteration)}",
+                       *run.test_flags], logroot)
+        if code != 0:
+            return code
+    return 0
+
+
 def train(runs, logroot: str, run_sh: str, runner, log=print) -> int:
-    """Each run in turn: trained to its iterations, then tested; 0 when all are done, else
-    the status of the command that stopped the chain."""
+    """Each run in turn: trained to its iterations (paused for a partial test whenever it
+    passes a multiple of ``partial_every``), then tested; 0 when all are done, else the
+    status of the command that stopped the chain."""
     for run in runs:
         logdir = run.logdir(logroot)
-        reached = iterations_reached(logdir)
-        if reached < run.iterations:
+        while (reached := iterations_reached(logdir)) < run.iterations:
+            code = test_partials(run, logroot, run_sh, runner, log)
+            if code != 0:
+                log(f"rl campaign: {run.folder}'s partial test stopped with status {code}")
+                return code
             log(f"rl campaign: {run.folder} at {reached} of {run.iterations}: training")
+            paused = []
+
+            def partial_due(run=run, paused=paused):
+                if run.untested_partials(logroot):
+                    paused.append(True)
+                return bool(paused)
+
             code = runner([run_sh, run.preset, f"--n_itr={run.iterations}",
-                           f"--logdir={logdir}", *run.flags], logroot)
+                           f"--logdir={logdir}", *run.flags], logroot,
+                          partial_due if run.partial_every else None)
+            if paused and code in (0, 128 + signal.SIGTERM):
+                log(f"rl campaign: {run.folder} paused for a partial test")
+                continue
             if code != 0:
                 log(f"rl campaign: {run.folder} stopped with status {code}; run the same "
                     f"command to go on")
                 return code
+        code = test_partials(run, logroot, run_sh, runner, log)
+        if code != 0:
+            log(f"rl campaign: {run.folder}'s partial test stopped with status {code}")
+            return code
         if not os.path.exists(run.result(logroot)):
             log(f"rl campaign: {run.folder}: test at {run.test_at}")
             code = runner([run_sh, run.test, f"--logdir={logdir}",
@@ -214,6 +271,12 @@ def status(runs, logroot: str) -> str:
                 result = pickle.load(handle)
             means = " / ".join(f"{m:.2f}" for m in result["mean_per_step"])
             text += f"; test at {run.test_at}: {means} (0..{len(result['mean_per_step']) - 1} steps)"
+        partials = [i for i in range(run.partial_every, run.iterations, run.partial_every or 1)
+                    if run.partial_every and os.path.exists(run.partial_result(logroot, i))]
+        for iteration in partials:
+            with open(run.partial_result(logroot, iteration), "rb") as handle:
+                means = " / ".join(f"{m:.2f}" for m in pickle.load(handle)["mean_per_step"])
+            text += f"; partial test at {iteration}: {means}"
         lines.append(text)
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ class FakeRunSh:
     def __init__(self, stop_at=None):
         self.commands, self.stop_at = [], stop_at
 
-    def __call__(self, command, logroot):
+    def __call__(self, command, logroot, interrupt_when=None):
         self.commands.append(command[1:])
         if self.stop_at is not None and len(self.commands) == self.stop_at:
             return 143                      # as a run stopped by SIGTERM after its save
@@ -27,7 +27,8 @@ class FakeRunSh:
         if command[1].endswith(("_test", "_random")):   # where rl.main's test writes
             method = "random" if command[1].endswith("_random") else "maml"
             os.makedirs(args["logdir"], exist_ok=True)
-            with open(os.path.join(args["logdir"], f"test_{method}.pkl"), "wb") as handle:
+            path = args.get("test_results") or os.path.join(args["logdir"], f"test_{method}.pkl")
+            with open(path, "wb") as handle:
                 pickle.dump({"mean_per_step": np.array([-40.0, -10.0])}, handle)
         else:
             os.makedirs(os.path.join(args["logdir"], "checkpoints"), exist_ok=True)
@@ -86,3 +87,63 @@ def test_status_gives_the_time_to_go_at_the_recent_pace(tmp_path):
     text = rl_campaign.status(RUNS, str(tmp_path))
     assert "a: 1 of 3 iterations (median 1800 s per iteration lately: about 1.0 h to go)" in text
     assert "b: 0 of 2 iterations\n" in text   # not started: no pace
+
+
+class PausingRunSh(FakeRunSh):
+    """Training writes one checkpoint per poll (keeping the five newest, as the trainer) and
+    ends early with 143 when the driver's ``interrupt_when`` asks for a pause."""
+
+    def __call__(self, command, logroot, interrupt_when=None):
+        if command[1].endswith("_test"):
+            return super().__call__(command, logroot)
+        self.commands.append(command[1:])
+        args = dict(a[2:].split("=", 1) for a in command[2:])
+        folder = os.path.join(args["logdir"], "checkpoints")
+        os.makedirs(folder, exist_ok=True)
+        start = rl_campaign.iterations_reached(args["logdir"])
+        for i in range(start + 1, int(args["n_itr"]) + 1):
+            open(os.path.join(folder, f"ckpt-{i}.index"), "w").close()
+            for old in range(1, i - 4):
+                path = os.path.join(folder, f"ckpt-{old}.index")
+                if os.path.exists(path):
+                    os.remove(path)
+            if interrupt_when is not None and interrupt_when():
+                open(os.path.join(folder, f"ckpt-{i + 1}.index"), "w").close()  # saves, stops
+                return 143
+        return 0
+
+
+def test_a_long_run_pauses_for_a_partial_test_at_each_multiple(tmp_path):
+    """partial_every: the run is stopped after passing 4 and 8, each tested from its kept
+    checkpoint into test_maml_itrN.pkl, then resumed; the final test is the usual one, and
+    status lists the partial results."""
+    run = rl_campaign.RLRun("long", "rl_point", 10, (), (), "latest", partial_every=4)
+    logroot = str(tmp_path)
+    logdir = os.path.join(logroot, "rl", "long")
+    runner = PausingRunSh()
+    assert rl_campaign.train((run,), logroot, "run.sh", runner, log=lambda _: None) == 0
+    assert runner.commands == [
+        ["rl_point", "--n_itr=10", f"--logdir={logdir}"],
+        ["rl_point_test", f"--logdir={logdir}", "--test_checkpoint=4",
+         f"--test_results={logdir}/test_maml_itr4.pkl"],
+        ["rl_point", "--n_itr=10", f"--logdir={logdir}"],
+        ["rl_point_test", f"--logdir={logdir}", "--test_checkpoint=8",
+         f"--test_results={logdir}/test_maml_itr8.pkl"],
+        ["rl_point", "--n_itr=10", f"--logdir={logdir}"],
+        ["rl_point_test", f"--logdir={logdir}", "--test_checkpoint=latest"]]
+    assert os.path.exists(os.path.join(logdir, "test_maml.pkl"))
+    assert run.untested_partials(logroot) == []
+    text = rl_campaign.status((run,), logroot)
+    assert ("long: 10 of 10 iterations; test at latest: -40.00 / -10.00 (0..1 steps); "
+            "partial test at 4: -40.00 / -10.00; partial test at 8: -40.00 / -10.00") in text
+
+
+def test_a_partial_whose_checkpoint_is_gone_is_skipped(tmp_path):
+    """A multiple passed while no driver watched, its checkpoint swept: not tested."""
+    run = rl_campaign.RLRun("long", "rl_point", 20, (), (), "latest", partial_every=4)
+    folder = os.path.join(str(tmp_path), "rl", "long", "checkpoints")
+    os.makedirs(folder)
+    for i in range(6, 11):   # the five newest after iteration 10: 8 is kept, 4 is gone
+        open(os.path.join(folder, f"ckpt-{i}.index"), "w").close()
+    assert run.untested_partials(str(tmp_path)) == [8]
+    assert rl_campaign.RLRun("short", "rl_point", 20).untested_partials(str(tmp_path)) == []
