@@ -47,18 +47,20 @@ JOBS = (
 )
 
 
-def restore(packed: str, logs: str) -> list[str]:
+def restore(packed: str, logs: str, dry_run: bool = False) -> list[str]:
     """Copies every file below ``packed`` that ``logs`` lacks (``cp -rn``, keeping modification
-    times so the packer sees the copies as current); returns the paths written. A file that
-    exists is never replaced: a run that went on below ``logs/`` keeps its newer state."""
+    times so the packer sees the copies as current); returns the paths written (with
+    ``dry_run``: that would be written). A file that exists is never replaced: a run that went
+    on below ``logs/`` keeps its newer state."""
     written = []
     for current, _, files in os.walk(packed):
         target_dir = os.path.join(logs, os.path.relpath(current, packed))
         for name in files:
             target = os.path.join(target_dir, name)
             if not os.path.exists(target):
-                os.makedirs(target_dir, exist_ok=True)
-                shutil.copy2(os.path.join(current, name), target)
+                if not dry_run:
+                    os.makedirs(target_dir, exist_ok=True)
+                    shutil.copy2(os.path.join(current, name), target)
                 written.append(target)
     return written
 
@@ -122,12 +124,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--jobs: unknown {', '.join(unknown)} (known: {', '.join(by_name)})")
     packed, logs = os.path.join(ROOT, "checkpoints"), os.path.join(ROOT, "logs")
-    if args.dry_run:
-        missing = sum(not os.path.exists(os.path.join(logs, os.path.relpath(
-            os.path.join(c, f), packed))) for c, _, fs in os.walk(packed) for f in fs)
-        print(f"would restore {missing} files from checkpoints/ into logs/")
-    else:
-        print(f"restored {len(restore(packed, logs))} files from checkpoints/ into logs/")
+    restored = restore(packed, logs, dry_run=args.dry_run)
+    print(f"{'would restore' if args.dry_run else 'restored'} {len(restored)} files from "
+          "checkpoints/ into logs/")
     for name in names:
         job = by_name[name]
         pids = running_pids(job.args)

@@ -20,7 +20,10 @@ def test_restore_copies_what_is_missing_and_keeps_newer_files(tmp_path):
     os.utime(packed / "rl" / "ant_vel_maml" / "progress.csv", ns=(10**18, 10**18))
     (logs / "rl" / "ant_vel_maml" / "checkpoints").mkdir(parents=True)
     (logs / "rl" / "ant_vel_maml" / "checkpoints" / "ckpt-120.index").write_text("newer")
+    planned = resume.restore(str(packed), str(logs), dry_run=True)
+    assert not (logs / "rl" / "ant_vel_maml" / "progress.csv").exists()
     written = resume.restore(str(packed), str(logs))
+    assert written == planned
     assert written == [str(logs / "rl" / "ant_vel_maml" / "progress.csv")]
     assert (logs / "rl" / "ant_vel_maml" / "checkpoints" / "ckpt-120.index").read_text() == "newer"
     assert os.stat(written[0]).st_mtime_ns == 10**18   # the packer sees the copy as current
