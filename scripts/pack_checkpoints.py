@@ -155,8 +155,8 @@ def _copy_run(directory: str, staging: str, prefix: str, keep_every: int) -> lis
     """Copies what :func:`pack_directory` keeps into ``staging``; returns the names written."""
     written = []
     kept = _kept_prefixes(directory, prefix, keep_every)
-    for name in os.listdir(directory):
-        if any(name.startswith(p + ".") for p in kept) or _is_result(name):
+    for name in _kept_files(directory, prefix, keep_every):
+        if os.path.dirname(name) == "":   # milestones/ is copied whole below
             shutil.copy2(os.path.join(directory, name), os.path.join(staging, name))
             written.append(name)
     if os.path.isdir(os.path.join(directory, "milestones")):
