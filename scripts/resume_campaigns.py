@@ -3,6 +3,7 @@
     .venv/bin/python scripts/resume_campaigns.py              # restore logs/, start what is not running
     .venv/bin/python scripts/resume_campaigns.py --dry_run    # only say what it would do
     .venv/bin/python scripts/resume_campaigns.py --jobs=table1,packer   # leave the RL runs out
+    .venv/bin/python scripts/resume_campaigns.py --jobs=rl,packer --rl_workers=2   # RL alone
 
 Why: the Table 1 campaign and the RL runs take days of machine time and the machine can be a
 new one every session. Resuming them took three steps that had to be right every time: put
@@ -66,8 +67,8 @@ def restore(packed: str, logs: str, dry_run: bool = False) -> list[str]:
 
 
 def running_pids(args: tuple[str, ...], proc: str = "/proc") -> list[int]:
-    """Pids of processes whose command line ends with ``args`` (any interpreter, any path
-    before the script's), this one left out."""
+    """Pids of processes that run ``args`` after an interpreter (any path before the
+    script's; options after them, e.g. ``--num_workers=2``, allowed), this one left out."""
     found = []
     for entry in os.listdir(proc):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -78,8 +79,8 @@ def running_pids(args: tuple[str, ...], proc: str = "/proc") -> list[int]:
         except OSError:   # ended meanwhile, or not ours to read
             continue
         argv = [a for a in argv if a]
-        if len(argv) > len(args) and argv[-len(args):][1:] == list(args[1:]) and \
-                argv[-len(args)].endswith(args[0]):
+        if any(argv[i].endswith(args[0]) and argv[i + 1:i + len(args)] == list(args[1:])
+               for i in range(1, len(argv) - len(args) + 1)):
             found.append(int(entry))
     return sorted(found)
 
@@ -98,13 +99,13 @@ def _lower_priority(group_nice: int):
     return apply
 
 
-def start(job: Job, root: str, python: str) -> int:
-    """Starts ``job`` in the background in a session of its own, its output appended to its
-    log; returns the pid."""
+def start(job: Job, root: str, python: str, extra: tuple[str, ...] = ()) -> int:
+    """Starts ``job`` (its arguments, then ``extra``) in the background in a session of its
+    own, its output appended to its log; returns the pid."""
     log = os.path.join(root, job.log)
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(os.devnull) as stdin, open(log, "ab") as out:
-        process = subprocess.Popen([python, *job.args], cwd=root, stdin=stdin, stdout=out,
+        process = subprocess.Popen([python, *job.args, *extra], cwd=root, stdin=stdin, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    preexec_fn=_lower_priority(job.group_nice))
     return process.pid
@@ -117,7 +118,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dry_run", action="store_true", help="say what would be done")
     parser.add_argument("--python", default=sys.executable,
                         help="the interpreter of the jobs (default: this one)")
+    parser.add_argument("--rl_workers", type=int, default=0,
+                        help="sampler worker processes of the RL campaign's MuJoCo runs "
+                        "(its --num_workers; 0: in-process, for sharing the cores with the "
+                        "Table 1 campaign; 2 with --jobs=rl,packer, the RL runs alone)")
     args = parser.parse_args(argv)
+    if args.rl_workers < 0:
+        parser.error("--rl_workers must be >= 0")
+    extra = {"rl": (f"--num_workers={args.rl_workers}",) if args.rl_workers else ()}
     by_name = {j.name: j for j in JOBS}
     names = [n for n in args.jobs.split(",") if n]
     unknown = [n for n in names if n not in by_name]
@@ -133,9 +141,9 @@ def main(argv=None) -> int:
         if pids:
             print(f"{name}: already running (pid {', '.join(map(str, pids))})")
         elif args.dry_run:
-            print(f"{name}: would start {' '.join(job.args)} >> {job.log}")
+            print(f"{name}: would start {' '.join(job.args + extra.get(name, ()))} >> {job.log}")
         else:
-            pid = start(job, ROOT, args.python)
+            pid = start(job, ROOT, args.python, extra.get(name, ()))
             print(f"{name}: started pid {pid}, log {job.log}")
     return 0
 

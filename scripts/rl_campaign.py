@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/rl_campaign.py status [--logroot=logs]
     .venv/bin/python scripts/rl_campaign.py train [--runs=NAME,...] [--logroot=logs]
+    .venv/bin/python scripts/rl_campaign.py train --num_workers=2   # the machine to itself
 
 Why: the RL comparisons the issue asks for (half-cheetah forward/backward over three seeds,
 the baselines as the released scripts trained them, the ant) take hours each, beside the
@@ -179,6 +180,18 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
 )
 
 
+def with_workers(run: RLRun, num_workers: int) -> RLRun:
+    """``run`` sampling with ``num_workers`` worker processes where it samples in-process
+    (its MuJoCo runs; the point robot has no workers). Why: the queue samples in-process
+    because beside the Table 1 campaign workers only add overhead, but a run that has the
+    machine to itself samples the ant 1.2-1.5x faster with two (RESULTS.md, "Throughput").
+    A speed setting only: a run resumes with any worker count (``rl/trainer.py``)."""
+    def swap(flags: tuple) -> tuple:
+        return tuple(f"--num_workers={num_workers}" if f == _IN_PROCESS[0] else f
+                     for f in flags)
+    return dataclasses.replace(run, flags=swap(run.flags), test_flags=swap(run.test_flags))
+
+
 def iterations_reached(logdir: str) -> int:
     """Meta-iterations done: the newest ``checkpoints/ckpt-N`` (N iterations done), else 0."""
     return max(checkpoint_iterations(os.path.join(logdir, "checkpoints")), default=0)
@@ -287,13 +300,19 @@ def main(argv=None) -> int:
     parser.add_argument("--logroot", default="logs")
     parser.add_argument("--runs", default="", help="train: folders of RUNS to do, in order "
                         "(default: all)")
+    parser.add_argument("--num_workers", type=int, default=0,
+                        help="train: sampler worker processes for the MuJoCo runs (default 0, "
+                        "in-process, for sharing the machine with the Table 1 campaign; 2 when "
+                        "the RL runs have the 2 cores to themselves)")
     args = parser.parse_args(argv)
+    if args.num_workers < 0:
+        parser.error("--num_workers must be >= 0")
     by_name = {run.folder: run for run in RUNS}
     names = [n for n in args.runs.split(",") if n] or list(by_name)
     unknown = [n for n in names if n not in by_name]
     if unknown:
         parser.error(f"--runs: unknown {', '.join(unknown)}; known: {', '.join(by_name)}")
-    runs = [by_name[n] for n in names]
+    runs = [with_workers(by_name[n], args.num_workers) for n in names]
     if args.command == "status":
         print(status(runs, args.logroot))
         return 0

@@ -36,11 +36,13 @@ def test_running_pids_match_the_command_line_tail(tmp_path):
                       "12": ["/usr/bin/python3", "/work/main/scripts/campaign.py", "train"],
                       "13": [".venv/bin/python", "scripts/campaign.py", "status"],
                       "14": ["sh", "-c", "exec nice -n 19 python scripts/campaign.py train"],
-                      "15": [".venv/bin/python", "scripts/rl_campaign.py", "train"]}.items():
+                      "15": [".venv/bin/python", "scripts/rl_campaign.py", "train"],
+                      "16": ["python", "scripts/campaign.py", "train", "--runs=x"],
+                      "17": ["scripts/campaign.py", "train"]}.items():
         (proc / pid).mkdir(parents=True)
         (proc / pid / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
     (proc / "self").mkdir()
-    assert resume.running_pids(("scripts/campaign.py", "train"), str(proc)) == [11, 12]
+    assert resume.running_pids(("scripts/campaign.py", "train"), str(proc)) == [11, 12, 16]
     packer = next(j for j in resume.JOBS if j.name == "packer")
     assert resume.running_pids(packer.args, str(proc)) == []
 
@@ -64,6 +66,17 @@ def test_start_puts_a_job_in_its_own_session_at_nice_19_with_its_log(tmp_path):
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+def test_rl_workers_reach_the_rl_job_only(capsys, monkeypatch):
+    monkeypatch.setattr(resume, "running_pids", lambda args: [])   # as on a fresh machine
+    resume.main(["--dry_run", "--rl_workers=2"])
+    out = capsys.readouterr().out
+    assert "rl: would start scripts/rl_campaign.py train --num_workers=2 >>" in out
+    assert "table1: would start scripts/campaign.py train >> logs/campaign/campaign.log" in out
+    with pytest.raises(SystemExit):
+        resume.main(["--dry_run", "--rl_workers=-1"])
+    assert "--rl_workers must be >= 0" in capsys.readouterr().err
 
 
 def test_unknown_job_is_refused_by_name(capsys):

@@ -65,6 +65,22 @@ def test_a_stop_ends_the_chain(tmp_path):
     assert "a: 0 of 3 iterations" in rl_campaign.status(RUNS, str(tmp_path))
 
 
+def test_workers_replace_in_process_sampling_only(tmp_path):
+    """--num_workers=2 swaps the in-process flag of MuJoCo runs; the point robot keeps none."""
+    queue = {run.folder: run for run in rl_campaign.RUNS}
+    ant = rl_campaign.with_workers(queue["ant_vel_maml"], 2)
+    assert ant.flags == ("--num_workers=2",) and ant.test_flags == ("--num_workers=2",)
+    assert ant.partial_every == queue["ant_vel_maml"].partial_every
+    seeded = rl_campaign.with_workers(queue["cheetah_dir_maml_seed2"], 2)
+    assert seeded.flags == ("--seed=2", "--num_workers=2")
+    assert rl_campaign.with_workers(queue["point_oracle"], 2) == queue["point_oracle"]
+    assert rl_campaign.with_workers(queue["ant_vel_maml"], 0) == queue["ant_vel_maml"]
+    runner = FakeRunSh()
+    assert rl_campaign.train([rl_campaign.with_workers(RUNS[0], 2)], str(tmp_path), "run.sh",
+                             runner, log=lambda _: None) == 0
+    assert runner.commands[1][-1] == "--num_workers=2"
+
+
 def test_the_queue_names_real_presets():
     from flags.experiments import EXPERIMENTS
     for run in rl_campaign.RUNS:
