@@ -105,8 +105,8 @@ def start(job: Job, root: str, python: str, extra: tuple[str, ...] = ()) -> int:
     log = os.path.join(root, job.log)
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(os.devnull) as stdin, open(log, "ab") as out:
-        process = subprocess.Popen([python, *job.args, *extra], cwd=root, stdin=stdin, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
+        process = subprocess.Popen([python, *job.args, *extra], cwd=root, stdin=stdin,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                    preexec_fn=_lower_priority(job.group_nice))
     return process.pid
 

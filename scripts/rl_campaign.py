@@ -16,8 +16,9 @@ two each) is paused whenever it passes a multiple of it and tested there on the 
 milestones. SIGTERM / SIGINT are passed on to the running command (a training run saves
 first) and the chain stops, as ``scripts/campaign.py train`` does (the same runner).
 ``status`` prints one line per run: iterations reached, the time to go of a run in progress,
-and the average returns per step of its tests. Run it beside the Table 1 campaign in its own scheduling
-group at a lower priority (README, "Long runs across sessions").
+and the average returns per step of its tests. Run it beside the Table 1 campaign in its own
+scheduling group at a lower priority, or alone with ``--num_workers=2`` (README, "Long runs
+across sessions").
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class RLRun:
 # iteration whose checkpoint the released test script loaded (test_maml_*.py: itr_475,
 # itr_975, ...; params.pkl, the run's last, for the presets' full length). Sampling
 # in-process (--num_workers=0): beside the Table 1 campaign, worker processes only add
-# overhead on 2 cores.
+# overhead on 2 cores (``train --num_workers=2`` swaps in workers when the queue runs alone).
 _IN_PROCESS = ("--num_workers=0",)
 RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
                    (f"--seed={seed}", *_IN_PROCESS), _IN_PROCESS, test_at="100")
