@@ -149,6 +149,29 @@ def _background_sigint(tmp_path):
     assert f"ckpt-{len(rows)}" in final[0]
 
 
+def test_sigterm_to_the_group_stops_a_run_with_worker_processes_cleanly(tmp_path):
+    """As the campaign drivers stop a run (SIGTERM to its process group; Ctrl-C likewise
+    reaches a terminal's whole group): the sampler's workers are not in the group, so the
+    trainer finishes its iteration on live workers, saves and stops with one line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rl.main", "--env_name=cheetah_vel", "--meta_batch_size=2",
+         "--fast_batch_size=2", "--max_path_length=10", "--hidden_sizes=8",
+         "--num_workers=2", f"--logdir={tmp_path}", "--n_itr=100000"],
+        cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "progress.csv").exists():
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "WorkerError" not in err, err[-2000:]
+    final = [line for line in err.splitlines() if line.startswith("Stopped by SIGTERM")]
+    assert len(final) == 1, err[-2000:]
+    rows = progress_iterations(tmp_path)
+    assert rows and run_folder.checkpoint_iterations(str(tmp_path / "checkpoints"))[-1] == len(rows)
+
+
 def test_bad_test_checkpoint_and_unwritable_logdir_are_clear_errors(tmp_path):
     train(tiny_cfg(tmp_path, 1))
     process = _rl(f"--logdir={tmp_path}", "--mode=test", "--test_checkpoint=7",

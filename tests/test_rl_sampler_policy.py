@@ -1,4 +1,5 @@
 """Policy forward and gradients; the batched sampler and its worker pool."""
+import os
 import time
 
 import numpy as np
@@ -121,6 +122,12 @@ def test_worker_pool_matches_in_process_envs(cheetah_pool):
         for got, want in zip(pooled[step], serial[step]):
             np.testing.assert_array_equal(got, want)
     assert np.all(np.isfinite(pooled[-1][1])) and not pooled[-1][2].any()
+
+
+def test_workers_leave_the_parents_process_group(cheetah_pool):
+    """A signal to the trainer's group (Ctrl-C, a driver's SIGTERM) must not kill them."""
+    groups = {os.getpgid(process.pid) for process in cheetah_pool.processes}
+    assert os.getpgid(0) not in groups and len(groups) == 2
 
 
 def test_worker_errors_and_death_are_reported_not_hangs(cheetah_pool):

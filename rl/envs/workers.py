@@ -9,6 +9,7 @@ AsyncVectorEnv with one process per env. The protocol is one request, one answer
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 
 import numpy as np
 
@@ -28,7 +29,15 @@ def _worker_main(connection, env_name: str, num_envs: int, oracle: bool) -> None
     Every answer is ("ok", value) or ("error", text): a command that raises, or one the
     worker does not know, is reported to the parent (which raises :class:`WorkerError`)
     instead of leaving it waiting for an answer that never comes.
+
+    The worker leaves its parent's process group first. A stop is the trainer's to handle:
+    Ctrl-C reaches the terminal's whole foreground group, and the campaign drivers pass
+    SIGTERM to the group of the command they run, so a worker in that group died at once
+    and the trainer, finishing its iteration before saving, failed on the dead worker
+    instead (session 24). Out of the group, the workers serve until the trainer closes them;
+    a parent that dies without closing them closes their pipes, and they end.
     """
+    os.setpgid(0, 0)
     from rl.envs.registry import make_env  # imported here: the child never needs TF
     env = SerialVectorEnv([make_env(env_name, oracle) for _ in range(num_envs)])
     connection.send(("ok", (env.observation_dim, env.action_dim)))
@@ -39,7 +48,11 @@ def _worker_main(connection, env_name: str, num_envs: int, oracle: bool) -> None
         "step": lambda payload: env.step(*payload),
     }
     while True:
-        command, payload = connection.recv()
+        try:
+            command, payload = connection.recv()
+        except EOFError:   # the parent is gone without a close
+            env.close()
+            return
         if command == "close":
             env.close()
             connection.close()
