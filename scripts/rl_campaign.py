@@ -171,6 +171,12 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
           ("--test_backward_fraction=0.428571", *_IN_PROCESS), test_preset="rl_ant_dir_random"),
     RLRun("ant_dir_maml", "rl_ant_dir", 575, _IN_PROCESS, _IN_PROCESS, test_at="latest",
           partial_every=100),
+    # its baselines as the released test_maml_ant_direc.py loads them: the pretrained run's
+    # params.pkl (its last iteration, the preset's 2000) and the oracle's itr_1975
+    RLRun("ant_dir_pretrained", "rl_ant_dir_pretrained", 2000, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
+    RLRun("ant_dir_oracle", "rl_ant_dir_oracle", 1975, _IN_PROCESS, _IN_PROCESS,
+          test_at="latest"),
     # half-cheetah goal velocity's MAML with the released scripts' budget sampling (a budget
     # of 2,000 steps per task, paths in flight finished: the default since issue 15). Last
     # since session 16: the paper's runs sampled as the folder cheetah_vel_maml did (exactly
