@@ -391,7 +391,7 @@ def test_short_real_omniglot_run_beats_chance(real_omniglot, tmp_path):
 
     out, _ = real_omniglot
     # One task group: the same meta-gradient as the default's groups (tests/test_task_groups.py)
-    # in a graph a quarter the size, so tracing takes 25 s less of this test's 100.
+    # in a graph a quarter the size: about 30 s less of the 100 this test took.
     common = dict(datasource="omniglot", omniglot_folder=str(out), meta_batch_size=16,
                   update_batch_size=1, update_lr=0.4, num_updates=1, logdir=str(tmp_path),
                   seed=1, task_groups=1)
@@ -420,7 +420,7 @@ def test_real_omniglot_run_with_onednn_off_and_on(real_omniglot, tmp_path):
     flags = [sys.executable, "main.py", "--datasource=omniglot", f"--omniglot_folder={out}",
              "--meta_batch_size=4", "--update_batch_size=1", "--update_lr=0.4",
              "--num_updates=1", "--metatrain_iterations=20", "--seed=1", f"--logdir={tmp_path}",
-             "--task_groups=1"]  # the groups are not what this checks, and triple the tracing
+             "--task_groups=1"]  # not what this checks; grouped tracing took 2-3x longer
     run = _run(flags, "0")
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert run.stderr.count(FALLBACK_NOTE) == 1
