@@ -30,7 +30,7 @@ def test_restore_copies_what_is_missing_and_keeps_newer_files(tmp_path):
     assert resume.restore(str(packed), str(logs)) == []
 
 
-def test_running_pids_match_the_command_line_tail(tmp_path):
+def test_running_pids_match_the_job_after_an_interpreter_options_allowed(tmp_path):
     proc = tmp_path / "proc"
     for pid, argv in {"11": [".venv/bin/python", "scripts/campaign.py", "train"],
                       "12": ["/usr/bin/python3", "/work/main/scripts/campaign.py", "train"],
