@@ -10,6 +10,7 @@ with these functions, and the last two need no TRPO learner to do so.
 from __future__ import annotations
 
 import collections
+import functools
 
 import tensorflow as tf
 
@@ -77,7 +78,6 @@ class PolicyAdapter:
         self._adapt_from_fn = tf.function(
             lambda params, batches, lrs: adapt(self.policy, params, batches, lrs),
             reduce_retracing=True)
-        self._sample_fn = tf.function(self.policy.forward, reduce_retracing=True)
 
     def _adapt(self, flat_params, batches, lrs):
         num_tasks = tf.shape(batches[0].obs)[0]
@@ -99,11 +99,8 @@ class PolicyAdapter:
 
     def sampling_policy(self, params: dict | None):
         """``policy_fn`` for the sampler: numpy (K, N, obs) -> numpy (mean, log_std), with
-        ``params`` (None: the policy's own, unbatched)."""
-        params = self.policy.meta_parameters() if params is None else params
-
-        def policy_fn(obs):
-            mean, log_std = self._sample_fn(tf.constant(obs, dtype=self.dtype), params)
-            return mean.numpy(), log_std.numpy()
-
-        return policy_fn
+        ``params`` (None: the policy's own, unbatched). In numpy: the sampler calls it once
+        per time step, where TensorFlow's dispatch would cost more than the network
+        (``GaussianMLPPolicy.forward_numpy``)."""
+        return functools.partial(self.policy.forward_numpy,
+                                 params=self.policy.numpy_parameters(params))

@@ -29,6 +29,8 @@ tfd = tfp.distributions
 #: Hidden-layer nonlinearities: maml_rl's MAML policies use ReLU; the released point test
 #: script's random-initialisation policy kept rllab's default, tanh.
 NONLINEARITIES = {"relu": tf.nn.relu, "tanh": tf.nn.tanh}
+#: The same nonlinearities on numpy arrays (:meth:`GaussianMLPPolicy.forward_numpy`).
+NUMPY_NONLINEARITIES = {"relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh}
 
 
 class GaussianMLPPolicy(keras.Model):
@@ -133,6 +135,32 @@ class GaussianMLPPolicy(keras.Model):
         log_std = tf.broadcast_to(tf.expand_dims(params["log_std"], -2), tf.shape(mean))
         return mean, log_std
 
+    def forward_numpy(self, obs: np.ndarray, params: dict):
+        """:meth:`forward` on numpy arrays (``params`` as arrays, e.g. from
+        :meth:`numpy_parameters`): mean (..., act_dim) and log-std broadcast to it.
+
+        Why a second forward: the samplers evaluate the policy once per time step for every
+        environment at once (about 800 calls per ant batch), a few megaflops each: the
+        traced TensorFlow call took 2.8-3.7 ms there, mostly dispatch, and this one 0.4-0.8
+        (docs/RESULTS.md, "Throughput", session 25). It only chooses the actions sampled;
+        every loss and gradient is computed by :meth:`forward` (the means agree to float32
+        rounding, about 5e-7; ``tests/test_rl_sampler_policy.py``).
+        """
+        activation = NUMPY_NONLINEARITIES[self.nonlinearity]
+        x = np.asarray(obs, dtype=params["log_std"].dtype)
+        batched = params["log_std"].ndim == 2       # per-task parameters: (K, ...)
+        for i in range(len(self.hidden_sizes)):
+            x = activation(_dense(x, params[f"hidden_{i}/kernel"],
+                                  params[f"hidden_{i}/bias"], batched))
+        mean = _dense(x, params["mean/kernel"], params["mean/bias"], batched)
+        log_std = params["log_std"][:, None] if batched else params["log_std"]
+        return mean, np.broadcast_to(log_std, mean.shape)
+
+    def numpy_parameters(self, params: dict | None = None) -> dict:
+        """``params`` (default: the policy's own) as numpy arrays, for :meth:`forward_numpy`."""
+        params = self.meta_parameters() if params is None else params
+        return {name: np.asarray(value) for name, value in params.items()}
+
     def call(self, obs, params: dict | None = None):
         """The action distribution (a TFP distribution over the last axis)."""
         mean, log_std = self.forward(obs, params=params)
@@ -143,6 +171,16 @@ def gaussian(mean, log_std):
     """Diagonal Gaussian whose log_prob sums over the action dimensions."""
     return tfd.Independent(tfd.Normal(loc=mean, scale=tf.exp(log_std)),
                            reinterpreted_batch_ndims=1)
+
+
+def _dense(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, batched: bool) -> np.ndarray:
+    """x W + b; per-task (batched) kernels multiply each task's rows (x (K, M, in)).
+
+    Always as a stack of per-task products, never one product over all the rows: a product
+    that large (320 x 125 x 100 for the ant) makes numpy's BLAS start its threads, which then
+    spin on the cores the environment workers need (the workers' steps took 1.6x as long).
+    """
+    return np.matmul(x, kernel) + (bias[:, None] if batched else bias)
 
 
 def flatten_params(params: dict, names: list) -> tf.Tensor:

@@ -49,6 +49,33 @@ def test_functional_forward_equals_the_keras_layers(nonlinearity):
         GaussianMLPPolicy(3, 2, nonlinearity="sigmoid")
 
 
+@pytest.mark.parametrize("nonlinearity,dtype", [("relu", "float32"), ("tanh", "float32"),
+                                                ("relu", "float64")])
+def test_numpy_forward_equals_the_traced_forward(nonlinearity, dtype):
+    """The samplers' policy (``forward_numpy``) is the network of ``forward`` to rounding,
+    with the policy's own parameters and with per-task ones (task k's rows through task k's
+    weights), and its log-std broadcast to the mean's shape."""
+    from rl.adaptation import PolicyAdapter
+    policy = GaussianMLPPolicy(6, 3, hidden_sizes=(9, 5), seed=0, nonlinearity=nonlinearity,
+                               dtype=dtype)
+    obs = np.random.default_rng(0).standard_normal((4, 5, 6))
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    per_task = {name: value * tf.reshape(tf.constant([1.0, 0.5, -0.7, 2.0], dtype=dtype),
+                                         [4] + [1] * value.shape.rank)
+                for name, value in policy.meta_parameters().items()}
+    for params in (None, per_task):
+        traced_mean, traced_log_std = policy.forward(tf.constant(obs, dtype=dtype),
+                                                     params=params)
+        mean, log_std = PolicyAdapter(policy, 0.1).sampling_policy(params)(obs)
+        assert mean.dtype == np.dtype(dtype) and mean.shape == (4, 5, 3)
+        assert log_std.shape == mean.shape
+        np.testing.assert_allclose(mean, traced_mean.numpy(), rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(log_std, traced_log_std.numpy(), rtol=tolerance)
+    # per-task rows really went through their own task's weights
+    assert not np.allclose(policy.forward_numpy(obs, policy.numpy_parameters(per_task))[0],
+                           policy.forward_numpy(obs, policy.numpy_parameters())[0])
+
+
 def test_gradients_reach_keras_variables_through_meta_parameters():
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,), seed=0)
     with tf.GradientTape() as tape:
