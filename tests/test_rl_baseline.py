@@ -43,3 +43,31 @@ def test_advantages_with_lambda_one_are_centred_return_minus_baseline():
     for k in range(2):
         assert abs(episodes.advantages[k].mean()) < 1e-8
         assert abs(episodes.advantages[k].std() - 1.0) < 1e-6
+
+
+def test_fit_equals_rllabs_fit_on_the_concatenated_paths():
+    """rllab fits on its paths' features stacked (each path's t from 0); the task-by-task
+    fit on the real rows of the padded batch must give its coefficients, whatever the
+    padding holds, and predict at every step with each task's own coefficients."""
+    rng = np.random.default_rng(3)
+    num_tasks, paths, horizon, obs_dim = 3, 5, 12, 4
+    obs = rng.normal(size=(num_tasks, paths, horizon, obs_dim)) * 4.0   # some clipped at 10
+    returns = rng.normal(size=(num_tasks, paths, horizon))
+    mask = np.zeros((num_tasks, paths, horizon))
+    lengths = rng.integers(3, horizon + 1, size=(num_tasks, paths))
+    lengths[0, 3:] = 0                                     # task 0 has three paths only
+    for k in range(num_tasks):
+        for j in range(paths):
+            mask[k, j, :lengths[k, j]] = 1.0
+    baseline = LinearFeatureBaseline()
+    baseline.fit(obs, returns + (1 - mask) * 1e6, mask)
+    for k in range(num_tasks):
+        rows = [features(obs[k, j, :lengths[k, j]]) for j in range(paths) if lengths[k, j]]
+        featmat = np.concatenate(rows)
+        targets = np.concatenate([returns[k, j, :lengths[k, j]] for j in range(paths)])
+        reference = np.linalg.lstsq(featmat.T @ featmat + 1e-5 * np.eye(featmat.shape[1]),
+                                    featmat.T @ targets, rcond=None)[0]
+        np.testing.assert_allclose(baseline.coeffs[k], reference, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(baseline.predict(obs)[k], features(obs[k]) @ reference,
+                                   rtol=1e-7, atol=1e-9)
+    assert baseline.predict(obs).shape == (num_tasks, paths, horizon)
