@@ -19,6 +19,18 @@ class TaskBatch(NamedTuple):
     ``inputb`` [tasks, N*Q, dim_input], ``labelb`` [tasks, N*Q, dim_output]; classification
     labels are one-hot. ``task_info`` carries per-task metadata a baseline may need (e.g. the
     sinusoid's amplitude and phase for the oracle), or None.
+
+    Example:
+        >>> import numpy as np
+        >>> from data_generators.base import TaskBatch
+        >>> meta_batch_size, num_classes, K, Q, dim_input = 4, 5, 1, 1, 784  # 5-way 1-shot
+        >>> batch = TaskBatch(
+        ...     inputa=np.zeros((meta_batch_size, num_classes * K, dim_input), np.float32),
+        ...     labela=np.zeros((meta_batch_size, num_classes * K, num_classes), np.float32),
+        ...     inputb=np.zeros((meta_batch_size, num_classes * Q, dim_input), np.float32),
+        ...     labelb=np.zeros((meta_batch_size, num_classes * Q, num_classes), np.float32))
+        >>> batch.inputa.shape, batch.labelb.shape, batch.task_info
+        ((4, 5, 784), (4, 5, 5), None)
     """
 
     inputa: np.ndarray

@@ -38,6 +38,14 @@ class SplitSource(NamedTuple):
 
     ``load()`` returns uint8 ``[num_classes, images_per_class, H, W, C]`` in the split's class
     order (the order the pool's class indices refer to).
+
+    Example:
+        >>> import numpy as np
+        >>> from data_generators.classification import SplitSource
+        >>> split = SplitSource("toy split", num_classes=3, images_per_class=4,
+        ...                     load=lambda: np.zeros((3, 4, 2, 2, 1), np.uint8))
+        >>> split.num_classes, split.images_per_class, split.load().shape
+        (3, 4, (3, 4, 2, 2, 1))
     """
 
     description: str  # names the split and folder in error messages
@@ -97,6 +105,23 @@ class ClassificationTasks:
     """Serves :class:`TaskBatch` es of N-way tasks from a training and an evaluation split.
 
     Subclasses pass the splits and sample counts; the public methods are the engine's API.
+
+    Example (3-way 1-shot, 1 query per class, toy 2x2 grey images, small pools):
+        >>> import numpy as np
+        >>> from data_generators.classification import ClassificationTasks, SplitSource
+        >>> pixels = np.random.default_rng(0).integers(0, 256, (4, 2, 2, 2, 1), np.uint8)
+        >>> split = SplitSource("toy split", 4, 2, lambda: pixels)  # 4 classes, 2 images each
+        >>> tasks = ClassificationTasks(split, split, num_classes=3, update_batch_size=1,
+        ...                             train_queries=1, eval_queries=1, img_shape=(2, 2, 1),
+        ...                             rotate=False, invert=False, rng_seed=0,
+        ...                             train_pool_size=10, eval_pool_size=5)
+        >>> batch = tasks.train_batch(meta_batch_size=2)
+        >>> [part.shape for part in batch[:4]]  # inputa, labela, inputb, labelb
+        [(2, 3, 4), (2, 3, 3), (2, 3, 4), (2, 3, 3)]
+        >>> batch.labela[0].sum(axis=0).tolist()  # one support row per label (one-hot)
+        [1.0, 1.0, 1.0]
+        >>> bool(batch.inputa.min() >= 0.0 and batch.inputa.max() <= 1.0), batch.inputa.dtype
+        (True, dtype('float32'))
     """
 
     def __init__(self, train_split: SplitSource, eval_split: SplitSource, *, num_classes: int,

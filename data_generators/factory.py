@@ -27,6 +27,25 @@ def seed_for_test_mode(cfg) -> int:
 
 @dataclasses.dataclass
 class TaskSources:
+    """What the engine draws data from: input/output sizes and one callable per phase.
+
+    ``train()`` and ``val()`` return one meta-batch, ``test(n)`` the next n test tasks; a
+    phase the run does not have is None. Built by :func:`build_task_sources`.
+
+    Example (sinusoid regression, 5 shots, meta_batch_size 4; the configuration is any
+    object with an ExperimentConfig's attributes):
+        >>> from types import SimpleNamespace
+        >>> from data_generators.factory import build_task_sources
+        >>> cfg = SimpleNamespace(datasource="sinusoid", baseline="", train=True, seed=1,
+        ...                       update_batch_size=5, meta_batch_size=4)
+        >>> sources = build_task_sources(cfg)
+        >>> sources.dim_input, sources.dim_output, sources.val, sources.test
+        (1, 1, None, None)
+        >>> batch = sources.train()
+        >>> batch.inputa.shape, batch.labelb.shape
+        ((4, 5, 1), (4, 5, 1))
+    """
+
     dim_input: int
     dim_output: int
     train: Optional[Callable[[], TaskBatch]] = None

@@ -44,6 +44,26 @@ class MiniImagenetTasks(ClassificationTasks):
     evaluation pool). ``test_set``: evaluate on ``test`` instead of ``val``. ``rng_seed``
     seeds the per-serve class orders. ``cache_dir``: where decoded-image caches go (default
     ``<folder>/<split>.cache-<fingerprint>.npy``). Pool sizes are adjustable for tests only.
+
+    Example (a fake prepared tree: 2 classes of 16 JPEGs in ``train`` and ``val``, enough
+    for 2-way 1-shot tasks with the original's 15 training queries per class):
+        >>> import os, shutil, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from data_generators.miniimagenet import MiniImagenetTasks
+        >>> folder = tempfile.mkdtemp()
+        >>> rng = np.random.default_rng(0)
+        >>> for wnid in ("train/n01", "train/n02", "val/n03", "val/n04"):
+        ...     os.makedirs(os.path.join(folder, wnid))
+        ...     for i in range(16):
+        ...         pixels = rng.integers(0, 256, (84, 84, 3), np.uint8)
+        ...         Image.fromarray(pixels).save(os.path.join(folder, wnid, f"{i:02d}.jpg"))
+        >>> tasks = MiniImagenetTasks(folder, num_classes=2, update_batch_size=1,
+        ...                           train_pool_size=10, eval_pool_size=10)
+        >>> batch = tasks.train_batch(meta_batch_size=2)
+        >>> [part.shape for part in batch[:4]]  # inputa, labela, inputb, labelb
+        [(2, 2, 21168), (2, 2, 2), (2, 30, 21168), (2, 30, 2)]
+        >>> shutil.rmtree(folder)
     """
 
     def __init__(self, folder: str, num_classes: int, update_batch_size: int,

@@ -38,7 +38,17 @@ IMAGE_SIZE = (28, 28)
 
 
 class OmniglotCounts(NamedTuple):
-    """Counts the merged tree must have (the official data's by default)."""
+    """Counts the merged tree must have (the official data's by default).
+
+    Example:
+        >>> from data_generators.prepare_omniglot import OmniglotCounts, count_tree
+        >>> OmniglotCounts()
+        OmniglotCounts(alphabets=50, characters=1623, images_per_character=20)
+        >>> count_tree({"Latin/character01": ["1.png", "2.png"],
+        ...             "Latin/character02": ["1.png", "2.png"],
+        ...             "Greek/character01": ["1.png", "2.png"]})
+        OmniglotCounts(alphabets=2, characters=3, images_per_character=2)
+    """
 
     alphabets: int = 50
     characters: int = 1623

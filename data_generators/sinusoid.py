@@ -18,7 +18,21 @@ INPUT_RANGE = (-5.0, 5.0)
 
 
 class SinusoidTasks:
-    """Infinite supply of sinusoid tasks; ``num_samples_per_class`` = 2K as in the original."""
+    """Infinite supply of sinusoid tasks; ``num_samples_per_class`` = 2K as in the original.
+
+    Example (K = 5 shots, meta_batch_size 4; ``task_info`` holds amplitude and phase):
+        >>> import numpy as np
+        >>> from data_generators.sinusoid import SinusoidTasks
+        >>> tasks = SinusoidTasks(update_batch_size=5, rng=np.random.RandomState(1))
+        >>> batch = tasks.sample(4)
+        >>> batch.inputa.shape, batch.labela.shape, batch.inputb.shape, batch.task_info.shape
+        ((4, 5, 1), (4, 5, 1), (4, 5, 1), (4, 2))
+        >>> amp, phase = batch.task_info[0]
+        >>> bool(np.allclose(batch.labela[0], amp * np.sin(batch.inputa[0] - phase), atol=1e-5))
+        True
+        >>> SinusoidTasks(5, oracle=True).sample(4).inputa.shape  # x, amplitude, phase
+        (4, 5, 3)
+    """
 
     num_classes = 1  # regression: the original's generators report 1 here
     dim_output = 1

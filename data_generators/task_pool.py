@@ -33,7 +33,21 @@ import numpy as np
 
 
 class TaskPool(NamedTuple):
-    """``classes[t, j]``: folder of label j in task t; ``samples[t, j, s]``: its s-th image."""
+    """``classes[t, j]``: folder of label j in task t; ``samples[t, j, s]``: its s-th image.
+
+    Example (3 tasks, 5-way, 2 samples per class, from 10 folders of 20 images):
+        >>> import random
+        >>> from data_generators.task_pool import draw_task_pool
+        >>> pool = draw_task_pool(num_folders=10, images_per_folder=20, num_classes=5,
+        ...                       samples_per_class=2, num_tasks=3, seed=5)
+        >>> pool.classes.shape, pool.samples.shape, pool.classes.dtype
+        ((3, 5), (3, 5, 2), dtype('int32'))
+        >>> rng = random.Random(5)  # the original's first task, drawn the slow way
+        >>> chosen = rng.sample(range(10), 5)
+        >>> rng.shuffle(chosen)
+        >>> pool.classes[0].tolist() == chosen
+        True
+    """
 
     classes: np.ndarray  # int32 [tasks, num_classes]
     samples: np.ndarray  # int32 [tasks, num_classes, samples_per_class]

@@ -30,6 +30,15 @@ class Experiment:
     ``test_steps``: the sinusoid fine-tuning step at K = 5, 10, 20 that the test entry uses
     unless ``--update_lr`` is given. ``paper_key`` points into docs/paper_numbers.json.
     ``iterations``: (environment variable of run.sh, flag) that shortens a training run.
+
+    Example:
+        >>> from flags.preset import Experiment
+        >>> preset = Experiment(name="sine", kind="supervised", what="sinusoid, MAML",
+        ...                     paper="Table 2", folder="sine",
+        ...                     flags={"datasource": "sinusoid", "norm": "None"},
+        ...                     test_steps=(0.01, 0.02, 0.02))    # at K = 5, 10, 20
+        >>> preset.logdir("logs"), preset.test_step(20), preset.test_step(7)
+        ('logs/sine/', 0.02, 0.02)
     """
 
     name: str

@@ -75,6 +75,19 @@ class IterationCheckpointer:
     ``max_to_keep=None`` keeps every checkpoint (the original kept all ``model{itr}`` files and
     ``--test_iter`` may ask for any of them); RL runs pass a small number. Creating one writes
     nothing: test mode may read a folder another process is training in.
+
+    Example:
+        >>> import tempfile
+        >>> from maml_tf.checkpoint import IterationCheckpointer
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> model = FullyConnectedNet(1, 1, (40, 40))
+        >>> checkpointer = IterationCheckpointer(tempfile.mkdtemp(), model=model)
+        >>> _ = checkpointer.save(1000)            # ckpt-1000: the weights after iteration 1000
+        >>> _ = model.w1.assign(model.w1 * 0.0)
+        >>> checkpointer.restore()                  # the newest intact checkpoint: its iteration
+        1000
+        >>> bool((model.w1.numpy() != 0).any())
+        True
     """
 
     def __init__(self, directory: str, max_to_keep: Optional[int] = None, **trackables):

@@ -49,7 +49,17 @@ WATCHDOG_EXIT_STATUS = 4
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:
-    """The parsed TF_CONFIG: this task and the training tasks, chief first."""
+    """The parsed TF_CONFIG: this task and the training tasks, chief first.
+
+    Example:
+        >>> from maml_tf.cluster import parse_tf_config
+        >>> cluster = parse_tf_config('{"cluster": {"worker": ["host0:12345", "host1:12345"]},'
+        ...                           ' "task": {"type": "worker", "index": 1}}')
+        >>> cluster.num_workers, cluster.is_chief
+        (2, False)
+        >>> cluster.tasks[0]                     # no "chief" task: worker 0 is the chief
+        ('worker', 0, 'host0:12345')
+    """
 
     task_type: str
     task_index: int

@@ -12,7 +12,17 @@ from typing import Optional
 
 @dataclasses.dataclass
 class ExperimentConfig:
-    """Every setting of a supervised run, with the original flag names."""
+    """Every setting of a supervised run, with the original flag names.
+
+    Example:
+        >>> from maml_tf.config import ExperimentConfig
+        >>> cfg = ExperimentConfig(datasource="sinusoid", update_batch_size=10, update_lr=0.01,
+        ...                        norm="None", logdir="logs/sine/")
+        >>> cfg.experiment_dir                    # the original's exp_string under --logdir
+        'logs/sine/cls_5.mbs_25.ubs_10.numstep1.updatelr0.01nonorm'
+        >>> cfg.classification, cfg.test_num_updates, cfg.train_update_lr
+        (False, 5, 0.01)
+    """
 
     datasource: str = "sinusoid"
     num_classes: int = 5

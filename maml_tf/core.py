@@ -16,14 +16,18 @@ The core knows no loss, no data and no optimizer: :mod:`maml_tf.maml` builds the
 losses around it and ``rl.adaptation`` the policy-gradient ones (``rl`` imports this module,
 never the reverse).
 
-Example::
-
-    model = FullyConnectedNet(1, 1, (40, 40))
-    params = tile_params(model.meta_parameters(), num_tasks=5)
-    loss = lambda p, step: tf.reduce_mean(
-        tf.square(model.forward(inputa, params=p) - labela), axis=[1, 2])
-    trajectory, _ = adapt(loss, params, num_updates=1, step_size=0.01)
-    fast = trajectory[-1]           # each task's adapted weights, leading dimension 5
+Example:
+    >>> import tensorflow as tf
+    >>> from maml_tf.core import adapt, tile_params
+    >>> from maml_tf.models import FullyConnectedNet
+    >>> model = FullyConnectedNet(1, 1, (40, 40))
+    >>> params = tile_params(model.meta_parameters(), num_tasks=5)
+    >>> inputa, labela = tf.ones([5, 10, 1]), tf.zeros([5, 10, 1])   # 5 tasks, K = 10
+    >>> loss = lambda p, step: tf.reduce_mean(
+    ...     tf.square(model.forward(inputa, params=p) - labela), axis=[1, 2])
+    >>> trajectory, _ = adapt(loss, params, num_updates=1, step_size=0.01)
+    >>> trajectory[-1]["w2"].shape       # each task's adapted weights, leading dimension 5
+    TensorShape([5, 40, 40])
 """
 from __future__ import annotations
 
@@ -42,13 +46,21 @@ class FunctionalModel(Protocol):
     ``forward(inputs, params=...)`` evaluates the model with any parameters, each with a
     leading task dimension matching the inputs'.
 
-    Example::
-
-        class Linear(keras.Model):
-            def meta_parameters(self):
-                return {"w": self.w.value}
-            def forward(self, inputs, params=None):
-                return tf.matmul(inputs, (params or self.meta_parameters())["w"])
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.core import gradient_update, tile_params
+        >>> class Scale:                            # y = w * x, one weight
+        ...     w = tf.Variable(2.0)
+        ...     def meta_parameters(self):
+        ...         return {"w": tf.convert_to_tensor(self.w)}
+        ...     def forward(self, inputs, params=None):   # params: one w per task
+        ...         return params["w"][:, None, None] * inputs
+        >>> model, x = Scale(), tf.ones([3, 4, 1])        # 3 tasks, 4 examples each
+        >>> params = tile_params(model.meta_parameters(), num_tasks=3)
+        >>> fast, _ = gradient_update(lambda p: tf.reduce_mean(
+        ...     (model.forward(x, params=p) - x) ** 2, axis=[1, 2]), params, step_size=0.25)
+        >>> fast["w"].numpy()                 # 2 - 0.25 * 2 * (2 - 1) for every task
+        array([1.5, 1.5, 1.5], dtype=float32)
     """
 
     def meta_parameters(self) -> Params: ...
@@ -75,9 +87,13 @@ def gradient_update(loss_fn: Callable, params: Params, step_size: StepSize,
     being the value *before* the step. Differentiable: under an outer tape the result carries
     second-order terms unless ``first_order``.
 
-    Example::
-
-        fast, losses = gradient_update(lambda p: task_loss(model, p, batch), params, 0.01)
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.core import gradient_update
+        >>> params = {"w": tf.constant([1.0, 3.0])}     # one scalar weight for each of 2 tasks
+        >>> fast, losses = gradient_update(lambda p: p["w"] ** 2, params, step_size=0.25)
+        >>> fast["w"].numpy(), losses.numpy()           # w - 0.25 * 2w; losses before the step
+        (array([0.5, 1.5], dtype=float32), array([1., 9.], dtype=float32))
     """
     names = list(params)
     with tf.GradientTape() as tape:
@@ -103,9 +119,16 @@ def adapt(loss_fn: Callable, params: Params, num_updates: int,
     int: the loop unrolls at trace time, as the original's graph did. Returns (the fast
     parameters after each step, ``loss_fn``'s output at the unadapted parameters).
 
-    Example::
-
-        trajectory, first = adapt(lambda p, i: losses(p, batches[i]), params, 3, [0.5, .25, .25])
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.core import adapt
+        >>> params = {"w": tf.constant([1.0, 3.0])}     # one scalar weight for each of 2 tasks
+        >>> trajectory, first = adapt(lambda p, step: p["w"] ** 2, params, num_updates=3,
+        ...                           step_size=[0.25, 0.25, 0.125])
+        >>> [fast["w"].numpy().tolist() for fast in trajectory]
+        [[0.5, 1.5], [0.25, 0.75], [0.1875, 0.5625]]
+        >>> first.numpy()                                # the losses before the first step
+        array([1., 9.], dtype=float32)
     """
     if num_updates < 1:
         raise ValueError(f"num_updates must be >= 1, got {num_updates}")

@@ -127,6 +127,23 @@ class MirroredMetaLearner(MetaLearner):
     XLA (``jit_compile``) compiles each replica's gradient computation; the functions around
     it hold ``strategy.run`` and the cross-device reduction, which XLA cannot compile, and
     stay plain ``tf.function``\\ s.
+
+    The example runs on one CPU replica; :func:`build_strategy` with ``num_cpu_devices=2``, at
+    the start of a process, gives two.
+
+    Example:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> from maml_tf.distribute import MirroredMetaLearner
+        >>> from maml_tf.maml import InnerLoopSpec
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        >>> with strategy.scope():
+        ...     learner = MirroredMetaLearner(FullyConnectedNet(1, 1, (40, 40)),
+        ...                                   InnerLoopSpec(0.01, 1, False), strategy)
+        >>> batch = tuple(np.zeros([4, 10, 1]) for _ in range(4))  # inputa, labela, inputb, labelb
+        >>> bool(learner.meta_train_step(batch)["finite"]), learner.num_replicas
+        (True, 1)
     """
 
     def __init__(self, model, spec, strategy: tf.distribute.Strategy, meta_lr: float = 0.001,

@@ -64,11 +64,23 @@ def one_step(model, shared, inputa, inputb, support_losses: Callable, step_size,
     query predictions after it): what the generic path computes, the same values up to float
     rounding. Must run under the caller's outer tape for the meta-gradient.
 
-    Example::
-
-        losses = lambda predictions: tf.reduce_mean(tf.square(predictions - labela), [1, 2])
-        pre_losses, _, predictions_b = one_step(model, model.shared_parameters(), inputa,
-                                                inputb, losses, step_size=0.01)
+    Example:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> from maml_tf import core
+        >>> from maml_tf.factored import one_step
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> model = FullyConnectedNet(1, 1, (40, 40))
+        >>> inputa, labela, inputb = tf.ones([2, 5, 1]), tf.ones([2, 5, 1]), tf.ones([2, 7, 1])
+        >>> losses = lambda predictions: tf.reduce_mean(tf.square(predictions - labela), [1, 2])
+        >>> pre_losses, _, predictions_b = one_step(model, model.shared_parameters(), inputa,
+        ...                                         inputb, losses, step_size=0.01)
+        >>> pre_losses.shape, predictions_b.shape
+        (TensorShape([2]), TensorShape([2, 7, 1]))
+        >>> fast, _ = core.gradient_update(lambda p: losses(model.forward(inputa, params=p)),
+        ...                                model.tiled_parameters(2), 0.01)   # the generic path
+        >>> np.allclose(predictions_b, model.forward(inputb, params=fast), atol=1e-6)
+        True
     """
     params = model.meta_parameters()
     num_tasks = tf.shape(inputa)[0]

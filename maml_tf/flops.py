@@ -7,13 +7,18 @@ has to trust a hand count. The ceiling is *measured* on the machine at hand (eve
 the project's oneDNN setting), because the nominal peak (cores x clock x FLOPs per cycle)
 depends on the CPU model, turbo and what a virtual machine exposes.
 
-Example::
+Counting a traced function's FLOPs is cheap; measuring the ceiling
+(``measured_ceiling_gflops()``, GFLOP/s per kernel) takes about 8 s, so the example leaves
+it out.
 
-    fn = tf.function(lambda a, b: tf.matmul(a, b))
-    x = tf.ones((64, 64))
-    total, per_type = graph_flops(fn.get_concrete_function(x, x).graph)
-    assert total == 2 * 64 ** 3 and per_type["MatMul"] == total
-    print(f"{measured_ceiling_gflops()['matmul']:.0f} GFLOP/s")
+Example:
+    >>> import tensorflow as tf
+    >>> from maml_tf.flops import graph_flops
+    >>> fn = tf.function(lambda a, b: tf.matmul(a, b))
+    >>> x = tf.ones((64, 64))
+    >>> total, per_type = graph_flops(fn.get_concrete_function(x, x).graph)
+    >>> total == 2 * 64 ** 3 and per_type["MatMul"] == total
+    True
 
 ``python -m maml_tf.flops`` prints the ceiling as one JSON line (benchmarks measure it in a
 process of its own, with every core, whatever their own thread setting).

@@ -29,12 +29,20 @@ class MetaLearner:
     The maths is :mod:`maml_tf.maml` on the shared core :mod:`maml_tf.core`; this class adds
     Adam, the finite-update guard and the traced functions.
 
-    Example::
-
-        learner = MetaLearner(FullyConnectedNet(1, 1, (40, 40)),
-                              InnerLoopSpec(update_lr=0.01, num_updates=1, classification=False))
-        metrics = learner.meta_train_step(batch)        # batch = (inputa, labela, inputb, labelb)
-        per_task = learner.evaluate(batch, num_steps=10)["losses"]     # [tasks, 11]
+    Example:
+        >>> import numpy as np
+        >>> from maml_tf.learner import MetaLearner
+        >>> from maml_tf.maml import InnerLoopSpec
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> spec = InnerLoopSpec(update_lr=0.01, num_updates=1, classification=False)
+        >>> learner = MetaLearner(FullyConnectedNet(1, 1, (40, 40)), spec, meta_lr=0.001)
+        >>> rng = np.random.default_rng(0)   # 4 tasks, K = 10: inputa, labela, inputb, labelb
+        >>> batch = tuple(rng.uniform(-5, 5, [4, 10, 1]) for _ in range(4))
+        >>> metrics = learner.meta_train_step(batch)
+        >>> sorted(metrics), bool(metrics["finite"])
+        (['finite', 'post_loss', 'pre_loss'], True)
+        >>> learner.evaluate(batch, num_steps=5)["losses"].shape      # [tasks, 1 + 5]
+        (4, 6)
     """
 
     def __init__(self, model, spec: InnerLoopSpec, meta_lr: float = 0.001,

@@ -29,7 +29,18 @@ from maml_tf import core, factored
 
 @dataclasses.dataclass(frozen=True)
 class InnerLoopSpec:
-    """What the inner loop needs to know; a plain value so it can be built from flags."""
+    """What the inner loop needs to know; a plain value so it can be built from flags.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.maml import InnerLoopSpec, evaluate_adaptation
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> spec = InnerLoopSpec(update_lr=0.01, num_updates=1, classification=False)  # sinusoid
+        >>> batch = (tf.ones([2, 5, 1]), tf.zeros([2, 5, 1]),      # inputa, labela (support)
+        ...          tf.ones([2, 5, 1]), tf.zeros([2, 5, 1]))      # inputb, labelb (query)
+        >>> evaluate_adaptation(FullyConnectedNet(1, 1), batch, spec, num_steps=3)["losses"].shape
+        TensorShape([2, 4])
+    """
 
     update_lr: float
     num_updates: int
@@ -88,9 +99,12 @@ def split_tasks(batch, task_groups: int) -> list:
     """``batch`` (tensors with a leading task axis) cut into ``task_groups`` consecutive
     groups of tasks, as even as possible; one group when the task count is not static.
 
-    Example::
-
-        split_tasks((inputa, labela), 3)   # 8 tasks -> groups of 3, 3 and 2
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.maml import split_tasks
+        >>> inputa, labela = tf.zeros([8, 5, 1]), tf.zeros([8, 5, 1])     # 8 tasks
+        >>> [inputs.shape[0] for inputs, labels in split_tasks((inputa, labela), 3)]
+        [3, 3, 2]
     """
     num_tasks = batch[0].shape[0]
     if task_groups <= 1 or num_tasks is None or num_tasks < 2:

@@ -44,11 +44,15 @@ class MetaModel(keras.Model):
     ``inputs`` of ``forward`` are [tasks, examples, dim_input] (flattened, as the original fed
     them); outputs are [tasks, examples, dim_output].
 
-    Example::
-
-        model = FullyConnectedNet(1, 1, (40, 40))
-        params = model.tiled_parameters(5)                   # 5 tasks
-        outputs = model.forward(inputs, params=params)       # inputs [5, K, 1]
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> model = FullyConnectedNet(1, 1, (40, 40))
+        >>> params = model.tiled_parameters(5)                   # 5 tasks
+        >>> params["w2"].shape
+        TensorShape([5, 40, 40])
+        >>> model.forward(tf.zeros([5, 10, 1]), params=params).shape   # inputs [5, K, 1]
+        TensorShape([5, 10, 1])
     """
 
     def __init__(self, dim_input: int, dim_output: int, norm: str, dtype="float32",
@@ -151,6 +155,15 @@ class FullyConnectedNet(MetaModel):
     ``factored_inner_step`` lets MAML's one-step inner loop keep each task's adapted weights
     as the factors of their gradient (:mod:`maml_tf.factored`): the same maths, faster on
     CPUs; False always materialises them, as the generic path does for every model.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> model = FullyConnectedNet(1, 1, dim_hidden=(40, 40))     # the sinusoid's 1-40-40-1
+        >>> {name: tuple(weight.shape) for name, weight in model.adapted.items()}
+        {'w1': (1, 40), 'b1': (40,), 'w2': (40, 40), 'b2': (40,), 'w3': (40, 1), 'b3': (1,)}
+        >>> model(tf.zeros([10, 1])).shape        # one task's 10 points, the model's own weights
+        TensorShape([10, 1])
     """
 
     def __init__(self, dim_input, dim_output, dim_hidden: Sequence[int] = (40, 40),
@@ -184,11 +197,17 @@ class FullyConnectedNet(MetaModel):
         and activations are the model's. How :mod:`maml_tf.factored` evaluates the net with
         weights in factored form; :meth:`forward` is this with the task-batched dense layer.
 
-        Example::
-
-            outputs = model.forward_layers(
-                inputs, lambda layer, h: tf.matmul(h, params[f"w{layer}"])
-                + params[f"b{layer}"][:, None, :])
+        Example:
+            >>> import numpy as np
+            >>> import tensorflow as tf
+            >>> from maml_tf.models import FullyConnectedNet
+            >>> model = FullyConnectedNet(1, 1, (40, 40))
+            >>> params, inputs = model.tiled_parameters(2), tf.ones([2, 5, 1])
+            >>> outputs = model.forward_layers(
+            ...     inputs, lambda layer, h: tf.matmul(h, params[f"w{layer}"])
+            ...     + params[f"b{layer}"][:, None, :])
+            >>> np.allclose(outputs, model.forward(inputs, params=params))
+            True
         """
         shared = self._shared(shared)
         hidden = inputs
@@ -225,11 +244,15 @@ class ConvNet(MetaModel):
     same maths (:func:`maml_tf.norm.fused_batch_norm`), faster where activations are large;
     :func:`maml_tf.conv_paths.fused_batch_norm_default` says where it is used by default.
 
-    Example::
-
-        model = ConvNet(5, img_size=84, channels=3, num_filters=32, max_pool=True,
-                        flatten_head=True, fused_batch_norm=True)    # MiniImagenet, as main.py
-        logits = model.forward(tf.zeros([4, 10, 84 * 84 * 3]))    # [tasks, examples, 5]
+    Example:
+        >>> import tensorflow as tf
+        >>> from maml_tf.models import ConvNet
+        >>> model = ConvNet(5, img_size=84, channels=3, num_filters=32, max_pool=True,
+        ...                 flatten_head=True, fused_batch_norm=True)   # MiniImagenet, as main.py
+        >>> tuple(model.adapted["w5"].shape)     # 32 filters on the 5 x 5 map left by 4 pools
+        (800, 5)
+        >>> model.forward(tf.zeros([2, 3, 84 * 84 * 3])).shape     # [tasks, examples, 5]
+        TensorShape([2, 3, 5])
     """
 
     def __init__(self, dim_output, img_size: int = 28, channels: int = 1,

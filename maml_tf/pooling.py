@@ -8,9 +8,15 @@ gradient, ``dx = S dy`` for a 0/1 selection ``S`` that routes each window's grad
 maximum, so its own derivative is ``S^T u``: each window's element of ``u`` at the maximum,
 picked with the mask ``S 1`` (:func:`_routed_to_first_maximum`).
 
-Example::
-
-    y = max_pool_2x2(tf.random.normal([5, 84, 84, 32]))   # [5, 42, 42, 32]
+Example:
+    >>> import tensorflow as tf
+    >>> from maml_tf.pooling import max_pool_2x2
+    >>> max_pool_2x2(tf.zeros([5, 84, 84, 32])).shape
+    TensorShape([5, 42, 42, 32])
+    >>> x = tf.reshape(tf.range(16.0), [1, 4, 4, 1])          # one 4 x 4 image
+    >>> max_pool_2x2(x)[0, :, :, 0].numpy()                    # each 2 x 2 window's maximum
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
 """
 from __future__ import annotations
 

@@ -50,7 +50,19 @@ class RunFolderError(ValueError):
 
 # --------------------------------------------------------------------------- lock
 class RunLock:
-    """Exclusive lock of a run folder for the lifetime of one training process."""
+    """Exclusive lock of a run folder for the lifetime of one training process.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from maml_tf.run_folder import RunLock
+        >>> folder = tempfile.mkdtemp()
+        >>> with RunLock(folder):                     # held while the run trains
+        ...     RunLock(folder).acquire()             # a second trainer in the same folder
+        Traceback (most recent call last):
+        maml_tf.run_folder.RunFolderError: ... is in use by another training process (pid ...
+        >>> pathlib.Path(folder, ".lock").read_text()     # released: emptied on a clean exit
+        ''
+    """
 
     def __init__(self, directory: str, log: Callable[[str], None] = print):
         self.directory = directory

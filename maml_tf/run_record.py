@@ -43,7 +43,17 @@ TEST_FLAGS = {"update_batch_size": "train_update_batch_size",
 @dataclasses.dataclass
 class RecordedRunConfig(ExperimentConfig):
     """An ExperimentConfig whose experiment directory is the recorded run's, whatever the
-    test-time settings (the directory name encodes the training K, step and step count)."""
+    test-time settings (the directory name encodes the training K, step and step count).
+
+    Example:
+        >>> from maml_tf.run_record import RecordedRunConfig
+        >>> cfg = RecordedRunConfig(datasource="sinusoid", update_batch_size=5, train=False,
+        ...                         logdir="logs/sine", run_dir="logs/sine/trained_with_k10")
+        >>> cfg.experiment_dir                  # the recorded run's, whatever K is tested
+        'logs/sine/trained_with_k10'
+        >>> RecordedRunConfig(logdir="logs/sine").experiment_dir     # no record: the flags'
+        'logs/sine/cls_5.mbs_25.ubs_5.numstep1.updatelr0.001batchnorm'
+    """
 
     run_dir: str = ""
 

@@ -55,6 +55,18 @@ class StopSignals:
     An instance that was never installed is a valid "never stops" object for scripts and tests.
     Installing also overrides an *ignored* SIGINT (a shell starts background jobs with SIGINT
     ignored), so ``kill -INT`` stops a background run cleanly too.
+
+    Example:
+        >>> import signal
+        >>> from maml_tf.stopping import StopSignals
+        >>> with StopSignals() as stop:                 # installs the SIGINT/SIGTERM handlers
+        ...     with stop.deferred():                   # an iteration in progress
+        ...         signal.raise_signal(signal.SIGTERM)   # only requests the stop (stderr says so)
+        ...         print(stop.requested == signal.SIGTERM)
+        True
+        >>> stopped = stop.stop("after iteration 41: saved ckpt-41")   # raised after the save
+        >>> str(stopped), stopped.exit_status          # exit status 128 + 15
+        ('Stopped by SIGTERM after iteration 41: saved ckpt-41', 143)
     """
 
     def __init__(self):
@@ -126,7 +138,16 @@ def exit_status(body, user_errors: tuple) -> int:
     error of ``user_errors`` (bad data, checkpoint, run folder, export or cluster: one line,
     no traceback); 3 when training met a non-finite loss or gradient.
 
-    Example: ``sys.exit(exit_status(lambda: run(cfg), (CheckpointError,)))``.
+    An entry point ends with ``sys.exit(exit_status(lambda: run(cfg), user_errors))``.
+
+    Example:
+        >>> from maml_tf.stopping import NonFiniteError, exit_status
+        >>> exit_status(lambda: None, user_errors=(ValueError,))
+        0
+        >>> def diverging():
+        ...     raise NonFiniteError("iteration 7: the loss is not finite")
+        >>> exit_status(diverging, user_errors=(ValueError,))     # "error: ..." on stderr
+        3
     """
     try:
         body()

@@ -36,7 +36,23 @@ SUMMARY_INTERVAL = 100
 
 @dataclasses.dataclass
 class TrainingSources:
-    """Where batches come from: callables returning TaskBatch-like tuples."""
+    """Where batches come from: callables returning TaskBatch-like tuples.
+
+    Example:
+        >>> import numpy as np
+        >>> from maml_tf.config import ExperimentConfig
+        >>> from maml_tf.learner import MetaLearner
+        >>> from maml_tf.maml import InnerLoopSpec
+        >>> from maml_tf.models import FullyConnectedNet
+        >>> from maml_tf.trainer import TrainingSources, train
+        >>> batch = tuple(np.ones([2, 5, 1]) for _ in range(4))  # inputa, labela, inputb, labelb
+        >>> sources = TrainingSources(train=lambda: batch)       # no validation batches
+        >>> learner = MetaLearner(FullyConnectedNet(1, 1), InnerLoopSpec(0.01, 1, False))
+        >>> train(ExperimentConfig(metatrain_iterations=2), learner, sources,
+        ...       checkpointer=None)      # None: no checkpoints; returns the last iteration
+        Done initializing, starting training.
+        1
+    """
 
     train: Callable[[], tuple]
     val: Optional[Callable[[], tuple]] = None

@@ -61,13 +61,23 @@ def adapt(policy, params: dict, batches, lrs) -> dict:
 class PolicyAdapter:
     """Traced adaptation and sampling functions of one policy (no meta-optimizer).
 
-    Example::
-
-        adapter = PolicyAdapter(policy, fast_lr=0.1)
-        episodes = sampler.sample(tasks, adapter.sampling_policy(None), seed=0)
-        batch = to_sample_batch(compute_advantages(episodes, 0.99, 1.0))
-        params = adapter.adapted_params(policy.get_flat(), [batch])
-        post = sampler.sample(tasks, adapter.sampling_policy(params), seed=1)
+    Example:
+        >>> from rl.adaptation import PolicyAdapter, to_sample_batch
+        >>> from rl.episodes import compute_advantages
+        >>> from rl.policies import GaussianMLPPolicy
+        >>> from rl.samplers import make_sampler
+        >>> sampler, _ = make_sampler("point", num_tasks=2, episodes_per_task=4, horizon=10)
+        >>> tasks = [[0.3, 0.2], [-0.4, 0.1]]
+        >>> policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(8,), seed=1)
+        >>> adapter = PolicyAdapter(policy, fast_lr=0.1)
+        >>> episodes = sampler.sample(tasks, adapter.sampling_policy(None), seed=0)
+        >>> batch = to_sample_batch(compute_advantages(episodes, 0.99, 1.0))
+        >>> params = adapter.adapted_params(policy.get_flat(), [batch])
+        >>> tuple(params["mean/kernel"].shape)     # one adapted policy per task
+        (2, 8, 2)
+        >>> post = sampler.sample(tasks, adapter.sampling_policy(params), seed=1)
+        >>> post.average_return_per_task().shape
+        (2,)
     """
 
     def __init__(self, policy, fast_lr: float):

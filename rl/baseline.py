@@ -27,11 +27,19 @@ def _row_features(observations: np.ndarray, steps: np.ndarray) -> np.ndarray:
 class LinearFeatureBaseline:
     """One coefficient vector per task; ``fit`` then ``predict`` on (K, N, T, obs_dim).
 
-    Example::
-
-        baseline = LinearFeatureBaseline()
-        baseline.fit(episodes.observations, returns, episodes.mask)
-        values = baseline.predict(episodes.observations) * episodes.mask
+    Example:
+        >>> import numpy as np
+        >>> from rl.baseline import LinearFeatureBaseline
+        >>> obs = np.random.RandomState(0).normal(size=(2, 3, 5, 2))   # K=2 tasks, 3 paths
+        >>> returns = np.stack([np.full((3, 5), 1.0), np.full((3, 5), -2.0)])
+        >>> mask = np.ones((2, 3, 5))
+        >>> baseline = LinearFeatureBaseline()
+        >>> baseline.fit(obs, returns, mask)
+        >>> baseline.coeffs.shape                  # per task: 2 * obs_dim + 4 features
+        (2, 8)
+        >>> values = baseline.predict(obs) * mask
+        >>> values.shape, np.round(values[:, 0, 0], 3)
+        ((2, 3, 5), array([ 1., -2.]))
     """
 
     def __init__(self, reg_coeff: float = 1e-5, max_tries: int = 5):

@@ -9,6 +9,15 @@ from rl.maml_trpo import TRPOConfig
 
 @dataclasses.dataclass
 class PolicyConfig:
+    """The Gaussian MLP policy's shape (rl.policies.GaussianMLPPolicy): maml_rl's two ReLU
+    layers of 100 and initial standard deviation 1 by default.
+
+    Example:
+        >>> from rl.config import PolicyConfig
+        >>> PolicyConfig(hidden_sizes=(8,))
+        PolicyConfig(hidden_sizes=(8,), init_std=1.0, dtype='float32', nonlinearity='relu')
+    """
+
     hidden_sizes: tuple = (100, 100)
     init_std: float = 1.0
     dtype: str = "float32"
@@ -17,6 +26,21 @@ class PolicyConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
+    """One meta-training run (rl.trainer.Trainer): environment, batch sizes in maml_rl's
+    vocabulary, sampling, checkpoints, and the policy and TRPO settings.
+
+    Example:
+        >>> from rl.config import PolicyConfig, TrainConfig
+        >>> from rl.maml_trpo import TRPOConfig
+        >>> cfg = TrainConfig(env_name="cheetah_vel", meta_batch_size=40, fast_batch_size=20,
+        ...                   max_path_length=200, policy=PolicyConfig(hidden_sizes=(8,)),
+        ...                   trpo=TRPOConfig(fast_lr=0.1))
+        >>> cfg.fast_batch_size * cfg.max_path_length       # steps per task (rllab's budget)
+        4000
+        >>> cfg.trpo.fast_lr, cfg.trpo.step_size, cfg.policy.hidden_sizes
+        (0.1, 0.01, (8,))
+    """
+
     env_name: str = "point"
     oracle: bool = False
     meta_batch_size: int = 20
@@ -58,6 +82,17 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
+    """Meta-testing (rl.evaluate): fresh goals, ``num_steps`` adaptation steps on
+    ``episodes_per_task`` paths each, the first with ``fast_lr``, later ones decayed.
+
+    Example:
+        >>> from rl.config import EvalConfig
+        >>> from rl.evaluate import step_sizes
+        >>> cfg = EvalConfig(env_name="ant_dir", num_tasks=2, max_path_length=200)
+        >>> step_sizes(cfg.fast_lr, cfg.num_steps, cfg.lr_decay)    # one per test step
+        [0.5, 0.25, 0.25]
+    """
+
     env_name: str = "point"
     oracle: bool = False
     num_tasks: int = 40

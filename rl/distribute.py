@@ -41,11 +41,29 @@ class MirroredTRPO(MAMLTRPO):
     of ``strategy``; every public method takes and returns what the single-device learner's
     does.
 
-    Example::
+    In a run, ``maml_tf.distribute.build_strategy("mirrored", num_cpu_devices=2)`` makes the
+    strategy before TensorFlow's first operation; the example uses one replica on the CPU.
 
-        strategy = maml_tf.distribute.build_strategy("mirrored", num_cpu_devices=2)
-        learner = MirroredTRPO(policy, TRPOConfig(), strategy)
-        info = learner.meta_step([pre], post)      # same update as MAMLTRPO, 2 devices
+    Example:
+        >>> import tensorflow as tf
+        >>> from rl.adaptation import to_sample_batch
+        >>> from rl.distribute import MirroredTRPO
+        >>> from rl.episodes import compute_advantages
+        >>> from rl.maml_trpo import TRPOConfig
+        >>> from rl.policies import GaussianMLPPolicy
+        >>> from rl.samplers import make_sampler
+        >>> sampler, _ = make_sampler("point", num_tasks=2, episodes_per_task=4, horizon=10)
+        >>> tasks = [[0.3, 0.2], [-0.4, 0.1]]
+        >>> policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(8,), seed=1)
+        >>> learner = MirroredTRPO(policy, TRPOConfig(), tf.distribute.MirroredStrategy(["/cpu:0"]))
+        >>> pre = compute_advantages(
+        ...     sampler.sample(tasks, learner.adapter.sampling_policy(None), 0), 0.99, 1.0)
+        >>> params = learner.adapter.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
+        >>> post = compute_advantages(
+        ...     sampler.sample(tasks, learner.adapter.sampling_policy(params), 1), 0.99, 1.0)
+        >>> info = learner.meta_step([pre], post)  # same update as MAMLTRPO's
+        >>> learner.num_replicas, info["accepted"]
+        (1, True)
     """
 
     def __init__(self, policy: GaussianMLPPolicy, config: TRPOConfig,

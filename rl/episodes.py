@@ -15,6 +15,20 @@ from rl.baseline import LinearFeatureBaseline
 
 @dataclasses.dataclass
 class Episodes:
+    """The paths of K tasks, N per task, padded to T steps; ``mask`` marks the real steps.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.episodes import Episodes, compute_advantages
+        >>> mask = np.array([[[1, 1, 1], [1, 0, 0]]], dtype=np.float32)   # 1 task, 2 paths
+        >>> rewards = np.array([[[1.0, 1.0, 1.0], [5.0, 0.0, 0.0]]])
+        >>> episodes = Episodes(np.zeros((1, 2, 3, 2)), np.zeros((1, 2, 3, 2)), rewards, mask)
+        >>> episodes.episode_returns(), episodes.average_return_per_task()
+        (array([[3., 5.]]), array([4.]))
+        >>> compute_advantages(episodes, discount=0.99, gae_lambda=1.0).advantages.shape
+        (1, 2, 3)
+    """
+
     observations: np.ndarray   # (K, N, T, obs_dim)
     actions: np.ndarray        # (K, N, T, act_dim), raw policy samples
     rewards: np.ndarray        # (K, N, T), zero where mask is 0

@@ -41,7 +41,13 @@ ValidBatch = collections.namedtuple(
 class TRPOConfig:
     """The inner step size and TRPO's settings (maml_rl's names where it had them).
 
-    Example: ``TRPOConfig(fast_lr=0.1, step_size=0.01, hvp="exact")``.
+    Example:
+        >>> from rl.maml_trpo import TRPOConfig
+        >>> config = TRPOConfig(fast_lr=0.1, step_size=0.01, hvp="exact")
+        >>> config.num_grad_updates, config.use_maml, config.cg_iters
+        (1, True, 10)
+        >>> TRPOConfig(use_maml=False).pretrain_optimizer   # the pretrained baseline: TRPO
+        'trpo'
     """
 
     fast_lr: float = 0.1
@@ -65,14 +71,25 @@ class MAMLTRPO:
     update. Adaptation itself is ``rl.adaptation`` (``self.adapter``), which evaluation and
     export use without this class.
 
-    Example::
-
-        learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.1, step_size=0.01))
-        adapter = learner.adapter
-        pre = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(None), 0), .99, 1)
-        params = adapter.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
-        post = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(params), 1), .99, 1)
-        info = learner.meta_step([pre], post)      # policy's variables updated in place
+    Example:
+        >>> from rl.adaptation import to_sample_batch
+        >>> from rl.episodes import compute_advantages
+        >>> from rl.maml_trpo import MAMLTRPO, TRPOConfig
+        >>> from rl.policies import GaussianMLPPolicy
+        >>> from rl.samplers import make_sampler
+        >>> sampler, _ = make_sampler("point", num_tasks=2, episodes_per_task=4, horizon=10)
+        >>> tasks = [[0.3, 0.2], [-0.4, 0.1]]
+        >>> policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(8,), seed=1)
+        >>> learner = MAMLTRPO(policy, TRPOConfig(fast_lr=0.1, step_size=0.01))
+        >>> adapter = learner.adapter
+        >>> pre = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(None), 0),
+        ...                          0.99, 1.0)
+        >>> params = adapter.adapted_params(policy.get_flat(), [to_sample_batch(pre)])
+        >>> post = compute_advantages(sampler.sample(tasks, adapter.sampling_policy(params), 1),
+        ...                           0.99, 1.0)
+        >>> info = learner.meta_step([pre], post)  # the policy's variables updated in place
+        >>> info["accepted"], info["mean_kl"] <= 0.01
+        (True, True)
     """
 
     def __init__(self, policy: GaussianMLPPolicy, config: TRPOConfig):

@@ -62,6 +62,24 @@ def damped(hvp: Callable[[Vector], Vector], damping: float) -> Callable[[Vector]
 
 @dataclasses.dataclass
 class LineSearchResult:
+    """What :func:`backtracking_line_search` returns: the parameters (the original ones if
+    no step was accepted), how many backtracks, the last loss and KL, and why it failed.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.optimization import backtracking_line_search
+        >>> def loss_and_kl(p):                   # minimum at 0; "KL" from the start at 1
+        ...     return float(p @ p), float((p - 1.0) @ (p - 1.0))
+        >>> result = backtracking_line_search(loss_and_kl, np.array([1.0]), np.array([2.0]),
+        ...                                   loss_before=1.0, max_kl=1.0)
+        >>> result.accepted, result.backtracks, np.round(result.params, 4)
+        (True, 4, array([0.1808]))
+        >>> result = backtracking_line_search(loss_and_kl, np.array([1.0]), np.array([2.0]),
+        ...                                   loss_before=1.0, max_kl=1.0, max_backtracks=1)
+        >>> result.accepted, result.params, result.reason     # rejected: params unchanged
+        (False, array([1.]), 'loss not improving, KL 4 > 1')
+    """
+
     params: Vector
     accepted: bool
     backtracks: int

@@ -36,12 +36,20 @@ NUMPY_NONLINEARITIES = {"relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh}
 class GaussianMLPPolicy(keras.Model):
     """pi(a | s) = N(mean_theta(s), diag(exp(log_std)^2)).
 
-    Example::
-
-        policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(100, 100), seed=1)
-        params = core.tile_params(policy.meta_parameters(), 20)    # 20 tasks
-        mean, log_std = policy.forward(obs, params=params)          # obs (20, M, 2)
-        actions = policy(obs, params=params).sample()
+    Example:
+        >>> import numpy as np
+        >>> from maml_tf import core
+        >>> from rl.policies import GaussianMLPPolicy
+        >>> policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(8,), seed=1)
+        >>> policy.num_params                      # 2*8 + 8, 8*2 + 2, log-std 2
+        44
+        >>> params = core.tile_params(policy.meta_parameters(), 3)   # 3 tasks
+        >>> obs = np.zeros((3, 5, 2), dtype=np.float32)               # (K, M, obs_dim)
+        >>> mean, log_std = policy.forward(obs, params=params)
+        >>> tuple(mean.shape), float(log_std.numpy().max())           # initial std 1
+        ((3, 5, 2), 0.0)
+        >>> tuple(policy(obs, params=params).sample(seed=1).shape)
+        (3, 5, 2)
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes=(100, 100),

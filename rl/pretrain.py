@@ -32,11 +32,20 @@ BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8   # tf.train.AdamOptimizer's defaults
 class AdamPretrainer:
     """One full-batch Adam step per iteration on the pre-update surrogate (no inner step).
 
-    Example::
-
-        learner = AdamPretrainer(policy, learning_rate=1e-3)
-        batch = compute_advantages(sampler.sample(tasks, policy_fn, seed=0), 0.99, 1.0)
-        info = learner.meta_step([], batch)   # the policy's variables updated in place
+    Example:
+        >>> from rl.episodes import compute_advantages
+        >>> from rl.policies import GaussianMLPPolicy
+        >>> from rl.pretrain import AdamPretrainer
+        >>> from rl.samplers import make_sampler
+        >>> sampler, _ = make_sampler("point", num_tasks=2, episodes_per_task=4, horizon=10)
+        >>> policy = GaussianMLPPolicy(obs_dim=2, act_dim=2, hidden_sizes=(8,), seed=1)
+        >>> learner = AdamPretrainer(policy, learning_rate=1e-3)
+        >>> policy_fn = lambda obs: policy.forward_numpy(obs, policy.numpy_parameters())
+        >>> batch = compute_advantages(sampler.sample([[0.3, 0.2], [-0.4, 0.1]], policy_fn, 0),
+        ...                            0.99, 1.0)
+        >>> info = learner.meta_step([], batch)    # the policy's variables updated in place
+        >>> info["accepted"], int(learner.t.numpy())
+        (True, 1)
     """
 
     def __init__(self, policy, learning_rate: float = 1e-3):

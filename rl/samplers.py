@@ -21,7 +21,21 @@ PolicyFn = Callable[[np.ndarray], tuple]
 
 
 class BatchSampler:
-    """Samples ``episodes_per_task`` paths of up to ``horizon`` steps for each of K tasks."""
+    """Samples ``episodes_per_task`` paths of up to ``horizon`` steps for each of K tasks.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import VectorPointEnv
+        >>> from rl.samplers import BatchSampler
+        >>> meta_batch_size, fast_batch_size, max_path_length = 2, 3, 5
+        >>> sampler = BatchSampler(VectorPointEnv(meta_batch_size * fast_batch_size),
+        ...                        meta_batch_size, fast_batch_size, max_path_length)
+        >>> def policy_fn(obs):                    # (K, N, obs_dim) -> mean, log_std
+        ...     return np.zeros(obs.shape[:-1] + (2,)), np.zeros(obs.shape[:-1] + (2,))
+        >>> episodes = sampler.sample([[0.3, 0.2], [-0.4, 0.1]], policy_fn, seed=0)
+        >>> episodes.observations.shape, episodes.mask.shape, sampler.steps_taken
+        ((2, 3, 5, 2), (2, 3, 5), 30)
+    """
 
     def __init__(self, vector_env: VectorTaskEnv, num_tasks: int, episodes_per_task: int,
                  horizon: int):
@@ -88,6 +102,14 @@ class Budget:
     a fallen ant) leaves budget for more paths. ``lanes`` belongs to ``per_task``: the
     ``total`` scope's batch does not depend on how many environments simulate it
     (:class:`BudgetSampler`).
+
+    Example:
+        >>> from rl.samplers import Budget, training_budget
+        >>> budget = Budget(steps=20 * 200, lanes=8)  # fast_batch_size x max_path_length
+        >>> budget.scope, budget.complete_in_flight
+        ('per_task', True)
+        >>> training_budget("total", num_tasks=20, episodes_per_task=20, horizon=100, lanes=1)
+        Budget(steps=40000, lanes=1, scope='total')
     """
 
     steps: int
@@ -168,6 +190,19 @@ class BudgetSampler:
     lockstep's, with 200-400 policy evaluations instead of ~2,000 (point robot, 20 tasks x
     20 paths x 100 steps). ``steps_taken`` counts every simulated step, also those of paths
     after R (work done, for throughput; the original's dropped paths were steps done too).
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import VectorPointEnv
+        >>> from rl.samplers import Budget, BudgetSampler
+        >>> budget = Budget(steps=10, lanes=2)     # per task: paths until 10 steps are done
+        >>> sampler = BudgetSampler(VectorPointEnv(2 * 2), num_tasks=2, horizon=4,
+        ...                         budget=budget)
+        >>> def policy_fn(obs):
+        ...     return np.zeros(obs.shape[:-1] + (2,)), np.zeros(obs.shape[:-1] + (2,))
+        >>> episodes = sampler.sample([[0.3, 0.2], [-0.4, 0.1]], policy_fn, seed=0)
+        >>> sampler.last_paths_per_task, episodes.mask.shape   # 2 x 4 steps < 10: 2 more
+        (array([4, 4]), (2, 4, 4))
     """
 
     def __init__(self, vector_env: VectorTaskEnv, num_tasks: int, horizon: int,

@@ -90,7 +90,23 @@ def build_policy(cfg, obs_dim: int, act_dim: int, seed: int) -> GaussianMLPPolic
 
 class Trainer:
     """One training run in ``cfg.logdir``; holds the folder's lock until :meth:`close`.
-    ``preset`` is the --experiment name, recorded in config.json."""
+    ``preset`` is the --experiment name, recorded in config.json.
+
+    Example:
+        >>> import os, tempfile
+        >>> from rl.config import PolicyConfig, TrainConfig
+        >>> from rl.trainer import Trainer
+        >>> logdir = tempfile.TemporaryDirectory()
+        >>> cfg = TrainConfig(env_name="point", meta_batch_size=2, fast_batch_size=2,
+        ...                   max_path_length=5, n_itr=1, logdir=os.path.join(logdir.name, "run"),
+        ...                   policy=PolicyConfig(hidden_sizes=(8,)))
+        >>> trainer = Trainer(cfg)
+        >>> history = trainer.train()              # one meta-iteration
+        >>> trainer.close()
+        >>> len(history), trainer.checkpointer.available_iterations()   # ckpt-0: the start
+        (1, [0, 1])
+        >>> logdir.cleanup()
+    """
 
     def __init__(self, cfg: TrainConfig, stop: StopSignals | None = None,
                  preset: str | None = None):

@@ -4,8 +4,8 @@ The project's style asks for a docstring example on every public class (learn2le
 an example is the first thing a researcher reads, so an example that no longer runs is a
 broken promise. Examples are written as doctests (``>>>``); this module finds every one in the
 library packages, runs it, and fails on the first output that differs, naming the module and
-line. Examples run in a scratch working directory, so one that writes files leaves nothing
-behind.
+line. Examples run in a scratch working directory, with ``tempfile``'s folders inside it, so
+one that writes files leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import doctest
 import importlib
 import io
 import pathlib
+import tempfile
 
 import pytest
 
@@ -84,6 +85,8 @@ def test_examples_exist():
 @pytest.mark.parametrize("module_name", EXAMPLE_MODULES)
 def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # Examples make their folders with tempfile.mkdtemp(), as a reader would: keep them here.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     module = importlib.import_module(module_name)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     finder = doctest.DocTestFinder(exclude_empty=True)

@@ -43,7 +43,18 @@ def result_csv(cfg, run_dir: Optional[str] = None) -> str:
 @dataclasses.dataclass
 class Row:
     """One Table 1 row: the preset, the configuration its result is read with (the run
-    record's where there is one), the result file (None: no run found) and notes."""
+    record's where there is one), the result file (None: no run found) and notes.
+
+    Example:
+        >>> import os, tempfile
+        >>> from maml_tf.reporting.classification import table1_rows
+        >>> rows = {row.preset.name: row for row in table1_rows(tempfile.mkdtemp())}
+        >>> row = rows["omniglot_5way_1shot"]            # an empty log root: nothing trained
+        >>> row.cfg.update_batch_size, row.cfg.update_lr, row.notes
+        (1, 0.4, [])
+        >>> os.path.basename(row.csv_path), os.path.exists(row.csv_path)
+        ('test_ubs1_stepsize0.4.csv', False)
+    """
 
     preset: object
     cfg: object

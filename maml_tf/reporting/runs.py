@@ -34,7 +34,21 @@ SETTINGS = MODEL_FLAGS + ("update_batch_size", "update_lr", "num_updates", "meta
 @dataclasses.dataclass
 class PresetRun:
     """Where a preset's row comes from: ``run_dir`` (None: no run), the recorded
-    configuration (None for a run from before records) and notes for the table."""
+    configuration (None for a run from before records) and notes for the table.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> from maml_tf.reporting.runs import find_preset_run
+        >>> root = tempfile.mkdtemp()
+        >>> settings = {"datasource": "sinusoid", "update_lr": 0.01}
+        >>> os.makedirs(os.path.join(root, "moved"))   # a run folder renamed after training
+        >>> with open(os.path.join(root, "moved", "config.json"), "w") as handle:
+        ...     json.dump({"config": settings, "experiment": "sinusoid"}, handle)
+        >>> found = find_preset_run(root, "sinusoid", settings, os.path.join(root, "sine"),
+        ...                         has_result=lambda run_dir, config: False)
+        >>> os.path.basename(found.run_dir), found.config, found.notes
+        ('moved', {'datasource': 'sinusoid', 'update_lr': 0.01}, [])
+    """
 
     run_dir: Optional[str]
     config: Optional[dict]

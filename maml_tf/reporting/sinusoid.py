@@ -51,7 +51,15 @@ KS = (5, 10, 20)
 @dataclasses.dataclass(frozen=True)
 class SinusoidRun:
     """A sinusoid preset's log folder: its label, the paper's method, its test steps and the
-    preset's name (what its runs' records name)."""
+    preset's name (what its runs' records name).
+
+    Example:
+        >>> from maml_tf.reporting.sinusoid import SinusoidRun
+        >>> run = SinusoidRun(folder="sine", label="MAML", method="maml",
+        ...                   test_steps=(0.01, 0.02, 0.02), name="sinusoid")
+        >>> run.test_step(5), run.test_step(7)         # any other K: K = 10's step
+        (0.01, 0.02)
+    """
 
     folder: str
     label: str
@@ -78,6 +86,14 @@ class Cell:
     """Statistics of one (result, step) over its tasks; ``mean``/``ci95`` None if diverged.
 
     ``diverged`` is None when only the CSV (means) exists, so divergence cannot be counted.
+
+    Example:
+        >>> from maml_tf.reporting.sinusoid import cell_from_values
+        >>> cell = cell_from_values([0.5, 1.5, 1.0])          # one MSE per test task
+        >>> f"{cell.mean:.2f} +- {cell.ci95:.2f}", cell.comparable    # 95% CI: 1.96 std / sqrt(n)
+        ('1.00 +- 0.46', True)
+        >>> cell_from_values([0.5, float("nan"), 1e4])        # two tasks diverged
+        Cell(mean=None, ci95=None, median=10000.0, diverged=2, tasks=3)
     """
 
     mean: Optional[float]
@@ -115,7 +131,19 @@ def cell_from_csv(results: dict, step: int) -> Cell:
 
 @dataclasses.dataclass
 class TestResult:
-    """One test CSV (and its pickle) of a run: K, step size and a Cell per step."""
+    """One test CSV (and its pickle) of a run: K, step size and a Cell per step.
+
+    Example:
+        >>> import os, pickle, tempfile
+        >>> from maml_tf.reporting.sinusoid import SinusoidRun, load_result
+        >>> run = SinusoidRun("sine", "MAML", "maml", (0.01, 0.01, 0.01), "sinusoid")
+        >>> csv_path = os.path.join(tempfile.mkdtemp(), "test_ubs10_stepsize0.01.csv")
+        >>> with open(csv_path[:-4] + ".pkl", "wb") as handle:   # per-task MSE, steps 0 and 1
+        ...     pickle.dump({"mses": [[2.0, 0.5], [4.0, 1.5]]}, handle)
+        >>> result = load_result(run, 10, 0.01, csv_path)
+        >>> result.num_steps, result.cells[0].mean, result.cells[1].mean
+        (1, 3.0, 1.0)
+    """
 
     run: SinusoidRun
     k: int

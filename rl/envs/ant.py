@@ -41,6 +41,19 @@ RLLAB_GEAR = 1.0
 
 
 class AntEnvBase(MujocoTaskEnv):
+    """The ant body: rllab's 125-dim observation, the original's model settings (module
+    docstring), contact and control costs, and the end of a path when the torso leaves
+    [0.2, 1.0] m; the task families below mix in the reward's task term.
+
+    Example:
+        >>> from rl.envs.ant import AntDirEnv
+        >>> env = AntDirEnv()                      # an AntEnvBase
+        >>> env.observation_space.shape, env.action_space.shape
+        ((125,), (8,))
+        >>> env.model.opt.timestep, env.frame_skip, [float(c) for c in env.ctrl_high[:2]]
+        (0.02, 1, [150.0, 150.0])
+    """
+
     xml_file = "ant.xml"
     frame_skip = 1          # rllab: one 0.02 s RK4 step per action
     rllab_init_qpos = [0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0,
@@ -91,14 +104,40 @@ class AntEnvBase(MujocoTaskEnv):
 
 
 class AntVelEnv(GoalVelocityTasks, AntEnvBase):
-    """reward = -|v_x - goal| + 1 - costs + 0.05, goal ~ U[0, 3]."""
+    """reward = -|v_x - goal| + 1 - costs + 0.05, goal ~ U[0, 3].
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.ant import AntVelEnv
+        >>> env = AntVelEnv(oracle=True)           # the oracle also observes the goal
+        >>> [round(float(goal), 2) for goal in env.sample_tasks(3, np.random.RandomState(1))]
+        [1.25, 2.16, 0.0]
+        >>> env.set_task(2.0)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.zeros(8))
+        >>> obs.shape, float(obs[-1]), terminated
+        ((126,), 2.0, False)
+    """
 
     goal_range = (0.0, 3.0)
     velocity_bonus = 1.0
 
 
 class AntDirEnv(DirectionTasks, AntEnvBase):
-    """reward = direction * v_x - costs + 0.05, direction -1 if U[0, 3] < 1.5 else +1."""
+    """reward = direction * v_x - costs + 0.05, direction -1 if U[0, 3] < 1.5 else +1.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.ant import AntDirEnv
+        >>> env = AntDirEnv()
+        >>> [float(d) for d in env.sample_tasks(3, np.random.RandomState(1))]   # 1.25, 2.16, 0.0
+        [-1.0, 1.0, -1.0]
+        >>> env.set_task(1.0)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.zeros(8))
+        >>> obs.shape, terminated, sorted(info)
+        ((125,), False, ['contact_cost', 'ctrl_cost', 'velocity'])
+    """
 
     direction_draw_range = (0.0, 3.0)
 

@@ -30,7 +30,19 @@ def env_seeds(seed: int, num_envs: int) -> np.ndarray:
 
 
 class TaskEnv(gym.Env, abc.ABC):
-    """A Gymnasium environment that is one member of a task distribution."""
+    """A Gymnasium environment that is one member of a task distribution.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import PointEnv
+        >>> env = PointEnv()                       # a TaskEnv: draw tasks, set one, run it
+        >>> goals = env.sample_tasks(2, np.random.RandomState(1))
+        >>> env.set_task(goals[0])
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.array([1.0, 1.0]))
+        >>> obs, round(reward, 3), terminated
+        (array([0.1, 0.1]), -0.219, False)
+    """
 
     @abc.abstractmethod
     def sample_tasks(self, num_tasks: int, rng: np.random.RandomState) -> list:
@@ -51,7 +63,19 @@ class TaskEnv(gym.Env, abc.ABC):
 
 
 class VectorTaskEnv(abc.ABC):
-    """A batch of environments stepped together; finished ones are frozen (not stepped)."""
+    """A batch of environments stepped together; finished ones are frozen (not stepped).
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import VectorPointEnv
+        >>> env = VectorPointEnv(num_envs=2)       # a VectorTaskEnv: one task per env
+        >>> env.set_tasks([np.array([0.3, 0.2]), np.array([-0.4, 0.1])])
+        >>> obs = env.reset(seed=0)
+        >>> obs, rewards, dones = env.step(np.ones((2, 2)), active=np.array([True, False]))
+        >>> obs                                    # the second env was not stepped
+        array([[0.1, 0.1],
+               [0. , 0. ]])
+    """
 
     num_envs: int
     observation_dim: int
@@ -84,7 +108,20 @@ class VectorTaskEnv(abc.ABC):
 
 
 class SerialVectorEnv(VectorTaskEnv):
-    """Steps a list of single ``TaskEnv`` instances in a Python loop (one process)."""
+    """Steps a list of single ``TaskEnv`` instances in a Python loop (one process).
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import PointEnv
+        >>> env = SerialVectorEnv([PointEnv(), PointEnv()])
+        >>> env.num_envs, env.observation_dim, env.action_dim
+        (2, 2, 2)
+        >>> env.set_tasks([np.array([0.3, 0.2]), np.array([-0.4, 0.1])])
+        >>> obs = env.reset(seed=0)
+        >>> obs, rewards, dones = env.step(np.ones((2, 2)), np.array([True, True]))
+        >>> rewards.round(3), dones
+        (array([-0.224, -0.5  ]), array([False, False]))
+    """
 
     def __init__(self, envs: Sequence[TaskEnv]):
         self.envs = list(envs)

@@ -62,6 +62,17 @@ class MujocoTaskEnv(TaskEnv):
     (the MuJoCo calls are per env) and then computes every observation and reward with whole-
     array numpy operations, which is what makes in-process sampling of hundreds of envs fast
     (per-env Python work was about half the step time). ``step`` is a batch of one.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.half_cheetah import HalfCheetahVelEnv
+        >>> envs = [HalfCheetahVelEnv() for _ in range(2)]     # any MujocoTaskEnv subclass
+        >>> for env, seed in zip(envs, (0, 1)):
+        ...     env.set_task(1.0)
+        ...     _ = env.reset(seed=seed)
+        >>> obs, rewards, dones, info = HalfCheetahVelEnv.batch_step(envs, np.zeros((2, 6)))
+        >>> obs.shape, rewards.shape, dones, info["ctrl_cost"]
+        ((2, 20), (2,), array([False, False]), array([0., 0.]))
     """
 
     xml_file: str = ""
@@ -195,7 +206,16 @@ class MujocoTaskEnv(TaskEnv):
 # mixed in before a body's base class, which calls cls.forward_reward in its reward.
 class GoalVelocityTasks:
     """Run at a goal velocity: task term ``-|v_x - goal| + velocity_bonus``, goal drawn
-    uniformly from ``goal_range``."""
+    uniformly from ``goal_range``.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.ant import AntVelEnv
+        >>> AntVelEnv.goal_range, AntVelEnv.velocity_bonus
+        ((0.0, 3.0), 1.0)
+        >>> AntVelEnv.forward_reward(np.array([0.5, 2.0]), np.array([1.0, 1.0]))
+        array([0.5, 0. ])
+    """
 
     goal_range: tuple = (0.0, 1.0)
     velocity_bonus: float = 0.0
@@ -220,6 +240,7 @@ class DirectionTasks:
     training goals drawn from [0, 2] (cheetah: 1/5) or [0, 3] (ant: 2/15). RL.md "Which tasks
     made the paper's forward/backward numbers".
 
+        >>> from rl.envs.half_cheetah import HalfCheetahDirEnv
         >>> env = HalfCheetahDirEnv()                                 # draws 0.83, 1.44, 0.00
         >>> [float(t) for t in env.sample_tasks(3, np.random.RandomState(1))]
         [-1.0, 1.0, -1.0]

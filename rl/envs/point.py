@@ -36,7 +36,18 @@ def point_transition(state, goal, action):
 
 
 class PointEnv(TaskEnv):
-    """Single point robot; mainly for tests and Gymnasium compatibility."""
+    """Single point robot; mainly for tests and Gymnasium compatibility.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import PointEnv
+        >>> env = PointEnv(oracle=True)            # the oracle also observes the goal
+        >>> env.set_task([0.3, 0.2])
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0]))
+        >>> obs, round(reward, 3)                  # moved 0.1 along x; reward: -distance
+        (array([0.1, 0. , 0.3, 0.2]), -0.283)
+    """
 
     def __init__(self, oracle: bool = False):
         self.oracle = oracle
@@ -66,7 +77,19 @@ class PointEnv(TaskEnv):
 
 
 class VectorPointEnv(VectorTaskEnv):
-    """All point robots of a batch as (num_envs, 2) arrays: one numpy op per step."""
+    """All point robots of a batch as (num_envs, 2) arrays: one numpy op per step.
+
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.point import VectorPointEnv
+        >>> env = VectorPointEnv(num_envs=3)
+        >>> env.set_tasks([[0.1, 0.1], [0.3, 0.0], [-0.2, 0.4]])
+        >>> env.reset(seed=0).shape
+        (3, 2)
+        >>> obs, rewards, dones = env.step(np.ones((3, 2)), np.ones(3, dtype=bool))
+        >>> dones                                  # the first robot reached its goal
+        array([ True, False, False])
+    """
 
     def __init__(self, num_envs: int, oracle: bool = False):
         self.num_envs = num_envs

@@ -17,6 +17,15 @@ class UnknownEnvError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
+    """One registered task distribution: its constructor, horizon and paper key.
+
+    Example:
+        >>> from rl.envs.registry import get_spec
+        >>> spec = get_spec("HalfCheetahEnvRandDirec")     # maml_rl's name, or "cheetah_dir"
+        >>> spec.name, spec.entry_point, spec.horizon, spec.direction
+        ('cheetah_dir', 'rl.envs.half_cheetah:HalfCheetahDirEnv', 200, True)
+    """
+
     name: str
     entry_point: str          # "module:Class"
     horizon: int              # max_path_length of the paper's experiments

@@ -74,13 +74,18 @@ class ProcessVectorEnv(VectorTaskEnv):
     A worker that dies or fails makes the next call raise :class:`WorkerError` (within
     ``WORKER_POLL_SECONDS`` of its death) instead of hanging.
 
-    Example::
-
-        env = ProcessVectorEnv("cheetah_vel", num_envs=20, num_workers=2)
-        env.set_tasks([0.5] * 20)
-        obs = env.reset(seed=0)
-        obs, rewards, dones = env.step(actions, np.ones(20, dtype=bool))
-        env.close()
+    Example:
+        >>> import numpy as np
+        >>> from rl.envs.workers import ProcessVectorEnv
+        >>> env = ProcessVectorEnv("point", num_envs=2, num_workers=1)   # one process
+        >>> env.set_tasks([np.array([0.3, 0.2]), np.array([-0.4, 0.1])])
+        >>> env.reset(seed=0).shape
+        (2, 2)
+        >>> obs, rewards, dones = env.step(np.ones((2, 2)), np.ones(2, dtype=bool))
+        >>> obs, rewards.round(3)
+        (array([[0.1, 0.1],
+               [0.1, 0.1]]), array([-0.224, -0.5  ]))
+        >>> env.close()                            # always: it ends the worker process
     """
 
     def __init__(self, env_name: str, num_envs: int, oracle: bool = False,
