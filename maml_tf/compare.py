@@ -17,6 +17,7 @@ import argparse
 import os
 
 from maml_tf.reporting import sinusoid as sinusoid_compare
+from maml_tf.reporting.sinusoid_figure import plot_mse_vs_steps
 from maml_tf.reporting.classification import classification_table, plot_classification
 from maml_tf.reporting.paper import DEFAULT_PAPER_NUMBERS, load_paper_numbers
 
@@ -80,8 +81,7 @@ def main(argv=None):
         else:
             print(sinusoid_compare.sinusoid_table(args.logroot, paper, args.runs))
             if args.plot_dir:
-                path = sinusoid_compare.plot_mse_vs_steps(args.logroot, paper, args.plot_dir,
-                                                          args.runs)
+                path = plot_mse_vs_steps(args.logroot, paper, args.plot_dir, args.runs)
                 if path:
                     written.append(("Figure 3 (MSE against gradient steps)", path))
     if "classification" in args.tables:

@@ -7,6 +7,7 @@ import pytest
 from maml_tf import compare, evaluation
 from maml_tf.reporting import sinusoid as sinusoid_compare
 from maml_tf.reporting.paper import load_paper_numbers
+from maml_tf.reporting.sinusoid_figure import plot_mse_vs_steps
 
 PAPER = load_paper_numbers()
 
@@ -115,12 +116,12 @@ def test_seed_table_gives_mean_and_range_over_seeds(tmp_path):
 
 
 def test_figure_is_written_only_when_something_was_tested(tmp_path, monkeypatch):
-    assert sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f")) is None
+    assert plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f")) is None
     values = _values([3.0, 0.4] + [0.2] * 9)
     values[0, 5:] = np.inf
     _write(tmp_path, "sine_lr0.001", 10, 0.001, values)
     curves = _recorded(monkeypatch, "errorbar")
-    path = sinusoid_compare.plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f"))
+    path = plot_mse_vs_steps(str(tmp_path), PAPER, str(tmp_path / "f"))
     assert path == str(tmp_path / "f" / "sinusoid_mse_vs_steps.png") and os.path.exists(path)
     [(steps, y)] = curves   # one run tested, at K = 10 only: one curve, from the file
     assert list(steps) == list(range(11))
