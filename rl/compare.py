@@ -8,7 +8,9 @@ seed1/test_maml.pkl,released mix=logs/rl/cheetah_dir_maml_seed2/test_maml.pkl"
 The command line of :mod:`maml_tf.reporting.rl` (tables and figures); paper numbers come from
 docs/paper_numbers.json (key ``rl_average_return``). For the point robot the plot also shows
 paths before and after adaptation (``<plot>`` with ``_trajectories`` appended), as the paper's
-Figure 4. A small stand-alone tool with argparse: only rl/main.py reads absl flags.
+Figure 4. For the forward/backward tasks a second table gives the means over the backward and
+the forward goals, ours and the paper's. A small stand-alone tool with argparse: only
+rl/main.py reads absl flags.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import re
 import sys
 
 from maml_tf.reporting.paper import DEFAULT_PAPER_NUMBERS, load_paper_numbers
-from maml_tf.reporting.rl import (comparison_table, group_table, load_results,
-                                  parse_result_specs, plot_curves, plot_trajectories)
+from maml_tf.reporting.rl import (comparison_table, direction_table, group_table,
+                                  load_results, parse_result_specs, plot_curves,
+                                  plot_trajectories)
 
 
 def main(argv=None) -> int:
@@ -43,9 +46,9 @@ def main(argv=None) -> int:
     else:
         print(f"(paper numbers not found at {args.paper}; showing ours only)", file=sys.stderr)
     print(comparison_table(results, paper))
-    summary = group_table(results)
-    if summary:
-        print(summary)
+    for extra in (group_table(results), direction_table(results, paper)):
+        if extra:
+            print(extra)
     if args.plot:
         plot_curves(results, paper, args.plot)
         print(f"wrote {args.plot}")

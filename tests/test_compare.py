@@ -220,6 +220,44 @@ def test_rl_runs_sharing_a_label_are_one_configuration(tmp_path):
         load_results(paths[:1], ["a", "b"])
 
 
+def test_rl_forward_backward_results_are_split_by_direction(tmp_path):
+    """The direction table averages each step over the backward and over the forward goals
+    (the returns' columns, by the sign of the goal), beside the paper's per-direction means;
+    tasks that are not directions (the point robot's goals) are left out."""
+    import pickle
+
+    from maml_tf.reporting.rl import direction_table, load_results
+    returns = np.array([[-10.0, 20.0, 30.0], [100.0, 300.0, 500.0]])   # [steps, goals]
+    paths = []
+    for folder, result in (
+            ("dir", {"env_name": "ant_dir", "method": "maml", "paper_key": "fb",
+                     "tasks": np.array([-1.0, 1.0, 1.0]), "returns": returns}),
+            ("point", {"env_name": "point", "method": "maml", "paper_key": "p",
+                       "tasks": np.array([[0.1, 0.2]] * 3), "returns": returns})):
+        os.makedirs(tmp_path / folder)
+        paths.append(str(tmp_path / folder / "test_maml.pkl"))
+        with open(paths[-1], "wb") as handle:
+            pickle.dump({**result, "mean_per_step": [0.0, 0.0], "std_per_step": [0, 0]}, handle)
+    paper = {"fb": {"maml": {"by_direction": {"backward": [1.0, 2.0], "forward": [3.0, 4.0],
+                                              "num_tasks": [20, 20]}}}}
+    lines = direction_table(load_results(paths), paper).splitlines()
+    assert lines == [
+        "ant_dir        maml, backward goals (1): -10.00 / 100.00; paper (20): 1.00 / 2.00",
+        "ant_dir        maml, forward goals (2): 25.00 / 400.00; paper (20): 3.00 / 4.00"]
+    assert direction_table(load_results(paths), {}).splitlines()[1] == (
+        "ant_dir        maml, forward goals (2): 25.00 / 400.00")
+    # the project's paper numbers carry both forward/backward tasks' splits, 40 goals each
+    for key in ("ant_forward_backward", "half_cheetah_forward_backward"):
+        for method in ("maml", "pretrained", "random", "oracle"):
+            entry = PAPER["rl_average_return"][key][method]
+            split, (backward, forward) = entry["by_direction"], entry["by_direction"]["num_tasks"]
+            assert backward + forward == 40
+            overall = entry.get("mean_per_grad_step", [entry.get("mean")])
+            weighted = (backward * np.array(split["backward"])
+                        + forward * np.array(split["forward"])) / 40
+            np.testing.assert_allclose(weighted, overall, atol=0.011)   # the same 40 goals
+
+
 def _recorded_run(directory, preset_name, accuracy, record_as=None, **changes):
     """A tested classification run in ``directory`` with its config.json, as a training of
     ``preset_name``'s flags (with ``changes``) and ``--experiment=record_as`` writes it."""
