@@ -183,7 +183,8 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
     # the half-cheetah's forward/backward gap, read as seed variance: the April configuration
     # gave 250.1, 44.0 and 129.9 after one step over seeds 1-3 (sd 103.6), so three seeds
     # cannot say whether one run reaching the paper's 293 is likely. Five more seeds (about
-    # 20 min each alone) give the spread of eight (session 33)
+    # 25 min each alone with two workers, 14 s per iteration on the Intel kind) give the
+    # spread of eight (session 33)
     *(RLRun(f"cheetah_dir_maml_april_seed{seed}", "rl_cheetah_dir", 100,
             ("--sampling=total", "--backward_fraction=0.2", f"--seed={seed}", *_IN_PROCESS),
             _IN_PROCESS, test_at="100") for seed in (4, 5, 6, 7, 8)),
