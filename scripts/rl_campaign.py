@@ -189,11 +189,11 @@ RUNS = tuple(RLRun(f"cheetah_dir_maml_seed{seed}", "rl_cheetah_dir", 100,
             ("--sampling=total", "--backward_fraction=0.2", f"--seed={seed}", *_IN_PROCESS),
             _IN_PROCESS, test_at="100") for seed in (4, 5, 6, 7, 8)),
     # ant_dir_maml's gap at 400 is in one direction: 355 on forward goals against the
-    # paper's 600, 378 on backward ones against 398 (session 33). The code of the paper's date drew the ant's
-    # training goals so that 2 of 15 tasks ran backward (RL.md "Which tasks made the
-    # paper's forward/backward numbers"): the released configuration with that mix, tested
-    # on the way at every 100 beside the released mix's partials. Before the baselines: it
-    # answers the open question; they only complete the figure
+    # paper's 600, 378 on backward ones against 398 (session 33). The code of the paper's
+    # date drew the ant's training goals so that 2 of 15 tasks ran backward (RL.md "Which
+    # tasks made the paper's forward/backward numbers"): the released configuration with
+    # that mix, tested on the way at every 100 beside the released mix's partials. Before
+    # the baselines: it answers the open question; they only complete the figure
     RLRun("ant_dir_maml_backward0.133", "rl_ant_dir", 575,
           ("--backward_fraction=0.133333", *_IN_PROCESS), _IN_PROCESS, test_at="latest",
           partial_every=100),
