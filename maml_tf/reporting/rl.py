@@ -89,9 +89,14 @@ def _label(result: dict) -> str:
     return result.get("label", result["method"])
 
 
+def _paper_method(paper: dict, result: dict) -> dict | None:
+    """The paper's record for this result's task and method (paper_numbers.json), or None."""
+    return paper.get(result["paper_key"], {}).get(result["method"])
+
+
 def paper_entry(paper: dict, result: dict):
     """(means, stds) per step from the paper for this task and method, or None."""
-    entry = paper.get(result["paper_key"], {}).get(result["method"])
+    entry = _paper_method(paper, result)
     if entry is None:
         return None
     if "mean_per_grad_step" in entry:
@@ -133,8 +138,7 @@ def direction_table(results: list, paper: dict) -> str:
         if returns is None or not tasks.size or not set(np.unique(tasks)) <= {-1.0, 1.0}:
             continue
         returns = np.asarray(returns, dtype=np.float64)
-        entry = paper.get(result["paper_key"], {}).get(result["method"], {})
-        reference = entry.get("by_direction") if isinstance(entry, dict) else None
+        reference = (_paper_method(paper, result) or {}).get("by_direction")
         for index, (name, sign) in enumerate((("backward", -1.0), ("forward", 1.0))):
             mask = tasks == sign
             if not mask.any():
