@@ -280,3 +280,37 @@ def test_the_supervised_engine_never_imports_rl():
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n == "rl" or n.startswith("rl.")], path.name
+
+
+def test_the_meta_optimizer_steps_like_the_originals_tf1_adam():
+    """Three meta-updates equal ``tf.compat.v1.train.AdamOptimizer(meta_lr)``'s, epsilon included.
+
+    Gradients from 1e-9 to 1 in size: where they are near epsilon, Keras' default (1e-7) moves a
+    weight by a different amount than TF1's 1e-8 (by up to half a step at 1e-8), so this fails
+    on the default.
+    """
+    from maml_tf.learner import MetaLearner
+
+    model = FullyConnectedNet(3, 2, [4], norm="None")
+    learner = MetaLearner(model, InnerLoopSpec(0.1, 1, classification=False),
+                          meta_lr=0.003)
+    rng = np.random.default_rng(7)
+    start = [v.numpy() for v in model.trainable_variables]
+    steps = [[(rng.normal(size=v.shape) * 10.0 ** rng.integers(-9, 1, size=v.shape)).astype(
+        np.float32) for v in start] for _ in range(3)]
+    for grads in steps:
+        learner.optimizer.apply_gradients(zip(map(tf.constant, grads), model.trainable_variables))
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        variables = [v1.Variable(value) for value in start]
+        feeds = [v1.placeholder(tf.float32, value.shape) for value in start]
+        update = v1.train.AdamOptimizer(0.003).apply_gradients(zip(feeds, variables))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for grads in steps:
+                sess.run(update, dict(zip(feeds, grads)))
+            expected = sess.run(variables)
+    for ours, theirs, before in zip(model.trainable_variables, expected, start):
+        assert np.abs(theirs - before).max() > 1e-3  # the steps moved the weights
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=0, atol=1e-6)
